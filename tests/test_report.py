@@ -1,0 +1,113 @@
+"""The Markdown report: every variant and metric, the caveats the sources call for, references."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stages import report
+from stages.metric_files import load_detector, load_llm
+from stages.report import DETECTOR_METRICS, LLM_METRICS, Metric, fmt_value, label
+from tests.test_aggregate import PARAMS, write_metrics
+
+MACHINE = {"CPU": "Test CPU 9000", "logical cores": "2", "libraries": "torch 2.13.0, dvc 3.67.1"}
+FIGS = [("LM size", "png/llm_size.png"), ("Detector speed", "png/detector_speed.png")]
+
+
+def used(**sources) -> dict:
+    params = {"coco.source": "offline", "lambada.source": "offline", "llm.source": "package",
+              "llm.hub_id": PARAMS["llm"]["hub_id"], "detector": dict(PARAMS["detector"]),
+              "quant": PARAMS["quant"], "eval_det": PARAMS["eval_det"],
+              "eval_lm": PARAMS["eval_lm"]}
+    params.update({k.replace("_", "."): v for k, v in sources.items() if k != "detector_source"})
+    if "detector_source" in sources:
+        params["detector"]["source"] = sources["detector_source"]
+    return params
+
+
+def rows(tmp_path: Path, ground_truth: bool):
+    root = write_metrics(tmp_path / "metrics", ground_truth=ground_truth)
+    return (load_detector(root, ["float32", "float16", "int8"]),
+            load_llm(root, ["base", "int8", "int4", "int2"]))
+
+
+@pytest.fixture
+def offline_report(tmp_path) -> str:
+    det, llm = rows(tmp_path, ground_truth=False)
+    return report.render(det, llm, used(), MACHINE, FIGS)
+
+
+def table_rows(text: str, first_cell: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+
+
+def test_every_variant_and_metric_is_in_the_report(offline_report):
+    for variant in ("float32", "float16", "int8", "base", "int4", "int2"):
+        assert f"| `{variant}` |" in offline_report
+    for m in DETECTOR_METRICS + LLM_METRICS:
+        assert f" {label(m, 5)} |" in offline_report, m.key
+    # each variant appears in the three tables of its family: accuracy, speed/size, settings
+    assert len(table_rows(offline_report, "`int8`")) == 6
+    assert len(table_rows(offline_report, "`int2`")) == 3
+
+
+def test_values_are_formatted_with_units(offline_report):
+    int8 = table_rows(offline_report, "`int8`")
+    assert "| 80.3 |" in int8[0]  # agreement mAP 0.803 shown in %
+    assert "| 19.20 |" in int8[1]  # latency ms
+    lm_int4 = table_rows(offline_report, "`int4`")
+    assert lm_int4[0].startswith("| `int4` | 32.2 |")  # LAMBADA acc in %
+
+
+def test_offline_sources_get_one_caveat_each(offline_report):
+    caveats = offline_report.split("## Caveats")[1].split("\n## ")[0]
+    assert "agreement with float32, not COCO mAP" in caveats
+    assert "dequantized from a 4-bit GGUF (Q4_1)" in caveats
+    assert "Not the official LAMBADA" in caveats
+    assert "Small COCO sample" in caveats and "20 images" in caveats
+    assert "`coco.source`: **offline**" in offline_report
+
+
+def test_official_sources_have_no_caveats(tmp_path):
+    det, llm = rows(tmp_path, ground_truth=True)
+    for r in det.values():
+        r["num_images"] = 5000
+    text = report.render(det, llm, used(coco_source="official", lambada_source="official",
+                                        llm_source="hub"), MACHINE, FIGS)
+    assert "## Caveats" not in text
+    assert "`llm.source`: **hub**" in text
+
+
+def test_small_ground_truth_sample_caveat(tmp_path):
+    det, llm = rows(tmp_path, ground_truth=True)
+    notes = report.caveats(used(coco_source="local", llm_source="hub", lambada_source="local"),
+                           det)
+    assert len(notes) == 1 and "50 images" in notes[0]
+
+
+def test_references_definitions_params_machine_and_figures(offline_report):
+    assert "22 COCO mAP" in offline_report and "ssd_mobilenet_v2_coco_2018_03_29" in offline_report
+    assert "| *published float, full COCO (TF1 zoo)* | 22.0 |" in offline_report
+    assert "lambada_openai" in offline_report and '`" " + last word`' in offline_report
+    assert "`topk_acc`" in offline_report and "`topk_word_acc`" in offline_report
+    assert "group_size: 64" in offline_report and "llm.source: package" in offline_report
+    assert "Test CPU 9000" in offline_report and "torch 2.13.0" in offline_report
+    assert "![LM size](png/llm_size.png)" in offline_report
+
+
+@pytest.mark.parametrize("metric, value, text", [
+    (DETECTOR_METRICS[0], None, "n/a"),
+    (DETECTOR_METRICS[0], -1.0, "n/a"),  # pycocotools: no object of that size
+    (DETECTOR_METRICS[0], 0.2153, "21.5"),
+    (Metric("has_ground_truth", "gt", None, fmt=""), False, "no"),
+    (Metric("k", "k", None, fmt="d"), 5, "5"),
+])
+def test_fmt_value(metric, value, text):
+    assert fmt_value(metric, value) == text
+
+
+def test_every_ranked_metric_has_a_direction_and_unique_key():
+    for metrics in (DETECTOR_METRICS, LLM_METRICS):
+        keys = [m.key for m in metrics]
+        assert len(keys) == len(set(keys))
+        assert all(m.group in ("accuracy", "cost") for m in metrics)
