@@ -1,11 +1,7 @@
-"""Helpers for the detector tests: tiny COCO folders, params files, a Range-capable server."""
+"""Helpers for the detector tests: tiny COCO folders and params files."""
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,33 +47,3 @@ def make_coco(root: Path, n_eval: int = 5, n_calib: int = 4) -> dict:
     return {"coco.source": "local", "coco.local.images": str(root / "images"),
             "coco.local.annotations": str(root / "instances.json"),
             "coco.local.calib_images": str(root / "calib")}
-
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single Range support (for resume tests); records requests."""
-    requests: list = []
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):
-        type(self).requests.append((self.path, self.headers.get("Range")))
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            return self.send_error(404)
-        data = path.read_bytes()
-        rng = self.headers.get("Range")
-        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-        self.send_response(206 if rng else 200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
-
-
-def serve(folder: Path):
-    """Start a 127.0.0.1 server on `folder`; returns (base_url, server)."""
-    RangeHandler.requests = []
-    handler = functools.partial(RangeHandler, directory=os.fspath(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", server

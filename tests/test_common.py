@@ -2,62 +2,26 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 import zipfile
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from stages import common
 from stages.common import PipelineError
+from tests.http_server import serve
 
 
 # ---------------------------------------------------------------- a local HTTP server
-class _RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder; honours `Range: bytes=N-` when the server allows it."""
-
-    ranges = True
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        rng = self.headers.get("Range")
-        if rng and self.ranges:
-            start = int(rng.split("=")[1].rstrip("-"))
-            if start >= len(data):
-                self.send_response(416)
-                self.end_headers()
-                return
-            self.send_response(206)
-            body = data[start:]
-        else:
-            self.send_response(200)
-            body = data
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    handler = type("H", (_RangeHandler,), {})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    url, httpd, handler = serve(root)
+    yield root, url, handler
     httpd.shutdown()
 
 

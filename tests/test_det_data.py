@@ -10,7 +10,8 @@ import pytest
 
 from stages import coco_data
 from stages.common import PipelineError
-from tests.det_fixtures import make_coco, make_jpeg, serve, write_params
+from tests.det_fixtures import make_coco, make_jpeg, write_params
+from tests.http_server import serve
 
 
 def run(tmp_path, out, **overrides):
@@ -96,15 +97,15 @@ def official_server(tmp_path, monkeypatch):
             {"images": val, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
         zf.writestr("annotations/captions_train2017.json", json.dumps(
             {"images": train, "annotations": [], "categories": []}))
-    url, server = serve(site)
+    url, server, handler = serve(site)
     monkeypatch.setattr(coco_data, "COCO_URL", url)
     monkeypatch.setattr(coco_data, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(coco_data, "ANNOTATIONS_SHA256", hashlib.sha256(zpath.read_bytes()).hexdigest())
-    return zpath, server
+    return zpath, server, handler
 
 
 def test_official_download_resume_and_disjoint(tmp_path, monkeypatch):
-    zpath, server = official_server(tmp_path, monkeypatch)
+    zpath, server, handler = official_server(tmp_path, monkeypatch)
     part = tmp_path / "cache" / "annotations_trainval2017.zip.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(zpath.read_bytes()[:100])  # an interrupted earlier download
@@ -113,15 +114,14 @@ def test_official_download_resume_and_disjoint(tmp_path, monkeypatch):
                                                       "detector.calib_size": 3})
     finally:
         server.shutdown()
-    from tests.det_fixtures import RangeHandler
-    assert ("/annotations/annotations_trainval2017.zip", "bytes=100-") in RangeHandler.requests
+    assert ("/annotations/annotations_trainval2017.zip", "bytes=100-") in handler.requests
     assert [im["id"] for im in gt["images"]] == [1, 2] and len(gt["annotations"]) == 1
     assert len(calib["images"]) == 3 and all("/train2017/" in p for p in calib["images"])
     assert all((tmp_path / "o").joinpath(*p.split("/")[-2:]).is_file() for p in calib["images"])
 
 
 def test_official_checksum_mismatch_keeps_outputs(tmp_path, monkeypatch):
-    _, server = official_server(tmp_path, monkeypatch)
+    _, server, _ = official_server(tmp_path, monkeypatch)
     monkeypatch.setattr(coco_data, "ANNOTATIONS_SHA256", "0" * 64)
     out = tmp_path / "o"
     out.mkdir()

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import yaml
 from stages import lambada_data as L
 from stages.common import PipelineError, download
 from tests.conftest import ROOT
+from tests.http_server import serve
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -112,21 +111,6 @@ def test_bad_lambada_params(tmp_path, key, value):
         L.main(["--out", str(tmp_path / "o"), "--params", str(write_params(tmp_path, **{key: value}))])
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range support (the stdlib handler ignores Range)."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        data = Path(self.translate_path(self.path)).read_bytes()
-        start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-")).group(1))
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
-
-
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "www"
@@ -134,10 +118,8 @@ def server(tmp_path):
     lines = [json.dumps({"text": f"passage {i} says the word word{i % 7} and ends with word{i % 7}"})
              for i in range(50)]
     (root / "lambada_test.jsonl").write_text("\n".join(lines) + "\n")
-    handler = lambda *a: RangeHandler(*a, directory=str(root))  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/lambada_test.jsonl", root / "lambada_test.jsonl"
+    url, httpd, _ = serve(root)
+    yield f"{url}/lambada_test.jsonl", root / "lambada_test.jsonl"
     httpd.shutdown()
 
 
