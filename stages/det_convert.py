@@ -1,11 +1,15 @@
 """Convert the exported detector to one LiteRT .tflite per precision.
 
-Every variant is the same model: float32 input (1, 300, 300, 3) in [-1, 1] (see
-stages/detector.preprocess), the SSD feature extractor and box predictor, sigmoid
-scores, then TFLite's built-in TFLite_Detection_PostProcess custom op (box decoding
-against the graph's anchors with scales 10,10,5,5 and per-class "regular" NMS) with
-outputs detection_boxes/classes/scores/num_detections. Only the weights and arithmetic
-of the network differ:
+Every variant is the same model with two signatures, run one after the other:
+  network      float32 image (1, 300, 300, 3) in [-1, 1] (see stages/detector.preprocess)
+               -> the SSD feature extractor and box predictor -> box_encodings, sigmoid
+               class_scores
+  postprocess  box_encodings, class_scores -> TFLite's built-in TFLite_Detection_PostProcess
+               custom op (box decoding against the graph's anchors with scales 10,10,5,5,
+               per-class "regular" NMS) -> detection_boxes/classes/scores/num_detections
+Two signatures, not one fused graph, so the NMS can run on a 1-thread interpreter while
+the network uses several (see detector.Detector: LiteRT's multi-threaded regular NMS
+drops a class). Only the weights and arithmetic of the network differ:
   float32       no optimization
   float16       float16 weights (dequantized at load)
   int8          full-integer: int8 weights and activations calibrated on calib.json images;
@@ -69,8 +73,8 @@ def postprocess_signature(cfg: dict) -> str:
                     [f'attr {{ key: "{k}" value {{ {v} }} }}' for k, v in attrs.items()])
 
 
-def build_saved_model(base: Path, cfg: dict, out_dir: Path) -> None:
-    """SavedModel: normalized image -> raw sub-graph -> sigmoid -> fused NMS placeholder."""
+def build_saved_model(base: Path, cfg: dict, out_dir: Path):
+    """SavedModel with the "network" and "postprocess" signatures; returns the network."""
     import tensorflow as tf
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((base / "raw_graph.pb").read_bytes())
@@ -86,29 +90,40 @@ def build_saved_model(base: Path, cfg: dict, out_dir: Path) -> None:
         z = tf.constant(0.0)
         return z, z, z, z
 
-    size = detector.INPUT_SIZE
+    size, n = detector.INPUT_SIZE, anchors.shape[0]
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")])
-    def serve(image):
+    def network(image):
         box_encodings, logits = raw(image)
-        boxes, classes, scores, num = nms(tf.squeeze(box_encodings, 2), tf.sigmoid(logits), anchors)
-        return dict(zip(detector.OUTPUT_NAMES, (boxes, classes, scores, num)))
+        return {"box_encodings": tf.squeeze(box_encodings, 2), "class_scores": tf.sigmoid(logits)}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([1, n, 4], tf.float32, name="box_encodings"),
+        tf.TensorSpec([1, n, detector.NUM_CLASSES + 1], tf.float32, name="class_scores")])
+    def postprocess(box_encodings, class_scores):
+        return dict(zip(detector.OUTPUT_NAMES, nms(box_encodings, class_scores, anchors)))
 
     module = tf.Module()
-    module.raw, module.serve = raw, serve
-    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": serve})
+    module.raw, module.network, module.postprocess = raw, network, postprocess
+    tf.saved_model.save(module, str(out_dir),
+                        signatures={"network": network, "postprocess": postprocess})
+    return network
 
 
-def representative(paths: list[str]):
-    """Calibration inputs through exactly the evaluation preprocessing."""
+def representative(paths: list[str], network):
+    """Calibration samples for both signatures, through exactly the evaluation preprocessing
+    (the post-processing stays float; the converter still wants samples for it)."""
     from tqdm import tqdm
     for p in tqdm(paths, desc="calibrate", unit="img", disable=None):
-        yield [detector.preprocess(detector.load_image(p))]
+        x = detector.preprocess(detector.load_image(p))
+        yield "network", {"image": x}
+        yield "postprocess", {k: v.numpy() for k, v in network(x).items()}
 
 
-def convert(saved_model: Path, precision: str, calib: list[str]) -> bytes:
+def convert(saved_model: Path, precision: str, calib: list[str], network) -> bytes:
     import tensorflow as tf
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
+                                                    signature_keys=["network", "postprocess"])
     conv.allow_custom_ops = True  # TFLite_Detection_PostProcess is a custom op of the runtime
     if precision == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -117,7 +132,7 @@ def convert(saved_model: Path, precision: str, calib: list[str]) -> bytes:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif precision == "int8":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: representative(calib)
+        conv.representative_dataset = lambda: representative(calib, network)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return conv.convert()
 
@@ -137,10 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         require_file(base / name, "exported detector (run det_export)")
     calib = calib_paths(args.calib, cfg["calib_size"]) if precision == "int8" else []
     with tempfile.TemporaryDirectory() as tmp:
-        with timed("build SavedModel with fused post-processing"):
-            build_saved_model(base, cfg, Path(tmp) / "saved_model")
+        with timed("build SavedModel (network + post-processing signatures)"):
+            network = build_saved_model(base, cfg, Path(tmp) / "saved_model")
         with timed(f"convert to {precision}"):
-            model = convert(Path(tmp) / "saved_model", precision, calib)
+            model = convert(Path(tmp) / "saved_model", precision, calib, network)
     with atomic_path(args.out) as out:
         out.write_bytes(model)
     log.info("wrote %s (%.1f MB)", args.out, len(model) / 1e6)

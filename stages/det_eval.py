@@ -37,15 +37,15 @@ def load_eval(path) -> dict:
     return data
 
 
-def latency(det: detector.Detector, x: np.ndarray, warmup: int, runs: int) -> list[float]:
-    """Milliseconds of bare invokes on a fixed input, after `warmup` discarded invokes."""
-    det.set_input(x)
+def latency(det, x: np.ndarray, warmup: int, runs: int) -> list[float]:
+    """Milliseconds of bare invokes (network + post-processing, tensors in and out) on a
+    fixed input, after `warmup` discarded invokes."""
     for _ in range(warmup):
-        det.invoke()
+        det(x)
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        det.invoke()
+        det(x)
         times.append((time.perf_counter() - t0) * 1e3)
     return times
 

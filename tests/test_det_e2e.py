@@ -92,6 +92,31 @@ def test_float32_tflite_matches_frozen_graph(built):
     assert compared >= 5
 
 
+def test_postprocess_keeps_every_class_with_several_threads(built):
+    """LiteRT's multi-threaded regular NMS skips class column num_threads (with 2 threads:
+    class 2, "car"). The Detector runs post-processing on 1 thread, so nothing is lost."""
+    n = np.load(built / "base" / "anchors.npy").shape[0]
+    boxes = np.zeros((1, n, 4), np.float32)  # zero encodings: each box is its anchor
+    scores = np.zeros((1, n, detector.NUM_CLASSES + 1), np.float32)
+    for cls in range(6):  # one confident, well separated anchor per class 0..5
+        scores[0, 300 * cls, cls + detector.LABEL_OFFSET] = 0.9 - 0.01 * cls
+    for threads in (1, 2, 3):
+        _, classes, _, num = detector.Detector(built / "float32.tflite", threads).postprocess(
+            boxes, scores)
+        assert sorted(classes[:num].astype(int).tolist()) == list(range(6)), threads
+
+
+@pytest.mark.skipif(not MINI.exists(), reason="shared coco-val2017-mini absent")
+def test_two_threads_detect_the_same_as_one(built):
+    """On real images (cars included) 2 network threads change no detection."""
+    one, two = (detector.Detector(built / "float32.tflite", t) for t in (1, 2))
+    for im in sample_images(12):
+        x = detector.preprocess(detector.load_image(im["path"]))
+        a, b = one(x), two(x)
+        assert a[3] == b[3] and np.array_equal(a[1], b[1])
+        np.testing.assert_allclose(a[2], b[2], atol=1e-5)
+
+
 @pytest.mark.skipif(not MINI.exists(), reason="shared coco-val2017-mini absent")
 def test_float32_ap_on_mini_matches_frozen_graph(built, capsys):
     gt = json.loads((MINI / "instances_val2017.json").read_text())

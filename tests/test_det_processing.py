@@ -35,6 +35,27 @@ def test_load_image_makes_rgb_from_grey(tmp_path):
     assert im.shape == (10, 12, 3) and im.dtype == np.uint8 and (im == 77).all()
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_load_image_jpeg_matches_pillow(tmp_path, mode):
+    """The fast JPEG path (simplejpeg) decodes to Pillow's exact pixels, grey and CMYK too."""
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (37, 53, 3), np.uint8)).convert(mode).save(
+        tmp_path / "a.jpg", quality=90)
+    with Image.open(tmp_path / "a.jpg") as im:
+        expected = np.asarray(im.convert("RGB"))
+    got = detector.load_image(tmp_path / "a.jpg")
+    assert got.dtype == np.uint8 and got.shape == (37, 53, 3)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_resize_is_tf1_resize_bilinear_on_a_real_sized_image():
+    tf = pytest.importorskip("tensorflow")
+    img = np.random.default_rng(1).integers(0, 256, (427, 640, 3), np.uint8)
+    ref = tf.compat.v1.image.resize_bilinear(img[None], (300, 300), align_corners=False,
+                                             half_pixel_centers=False).numpy()[0]
+    np.testing.assert_allclose(detector.resize_bilinear(img), ref, atol=1e-4)
+
+
 def test_to_coco_box_order_units_and_clipping():
     boxes = np.array([[0.1, 0.2, 0.5, 0.6], [-0.1, 0.9, 0.5, 1.2], [0.1, 0.1, 0.2, 0.2]])
     classes = np.array([0.0, 2.0, 16.0])
