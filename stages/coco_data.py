@@ -7,20 +7,17 @@ calibration image paths, never overlapping the evaluated ones. Sources (coco.sou
             (det_eval then reports agreement with float32, never a faked mAP)
   local     a COCO-layout folder read in place (coco.local.*)
   official  images.cocodataset.org: checksummed annotations, val2017 images, and
-            calibration images from coco.official.calib_split
+            calibration images from coco.official.calib_split (stages/coco_official.py)
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import random
-import shutil
 from pathlib import Path
 
-from stages.common import (PipelineError, atomic_path, download, extract_archive, get_param,
-                           load_params, log, read_json, require_choice, require_dir, require_int,
-                           run_main, timed, write_json)
+from stages.common import (PipelineError, atomic_path, get_param, load_params, log, read_json,
+                           require_choice, require_dir, require_int, run_main, timed, write_json)
 
 SOURCES = ("offline", "local", "official")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -29,12 +26,6 @@ OFFLINE_EVAL = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coi
                 "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg")
 OFFLINE_CALIB = ("brick.png", "clock_motion.png", "grass.png", "gravel.png",
                  "hubble_deep_field.jpg", "moon.png", "page.png", "retina.jpg", "text.png")
-COCO_URL = "http://images.cocodataset.org"   # official host; tests point it at 127.0.0.1
-ANNOTATIONS_ZIP = "annotations/annotations_trainval2017.zip"
-# Pinned by tensorflow_datasets (url_checksums/coco2017.txt). COCO publishes no per-image
-# checksums: single images are checked by decoding them (see check_images).
-ANNOTATIONS_SHA256 = "113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268"
-CACHE = Path(os.environ.get("COCO_CACHE", "data/.cache/coco"))  # resumable downloads
 
 
 def select_ids(image_ids, num_images: int) -> list[int]:
@@ -126,38 +117,6 @@ def offline_source(num_images: int, calib_size: int, seed: int, out_final: Path,
             "categories": []}, calib
 
 
-def fetch_image(split: str, file_name: str, dest: Path) -> Path:
-    cached = download(f"{COCO_URL}/{split}/{file_name}", CACHE / split / file_name, None)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(cached, dest)
-    return dest
-
-
-def official_source(cfg: dict, num_images: int, calib_size: int, seed: int, out_final: Path,
-                    tmp: Path):
-    split = require_choice("coco.official.calib_split", cfg.get("calib_split"), ("train2017",))
-    zip_path = download(f"{COCO_URL}/{ANNOTATIONS_ZIP}", CACHE / Path(ANNOTATIONS_ZIP).name,
-                        ANNOTATIONS_SHA256)
-    members = ["annotations/instances_val2017.json", f"annotations/captions_{split}.json"]
-    ann = CACHE / "extracted"
-    if not all((ann / m).is_file() for m in members):
-        extract_archive(zip_path, ann, members=members)
-    gt = read_gt(ann / members[0])
-    ids = select_ids((im["id"] for im in gt["images"]), num_images)
-    names = {im["id"]: im["file_name"] for im in gt["images"]}
-    pool = [Path(im["file_name"]) for im in read_gt(ann / members[1])["images"]]
-    calib = pick_calib(pool, set(names.values()), calib_size, seed)
-    from tqdm import tqdm
-    paths = {}
-    for i in tqdm(ids, desc="val2017 images", unit="img", disable=None):
-        fetch_image("val2017", names[i], tmp / "val2017" / names[i])
-        paths[i] = str(out_final / "val2017" / names[i])
-    for p in tqdm(calib, desc=f"{split} images", unit="img", disable=None):
-        fetch_image(split, p.name, tmp / split / p.name)
-    check_images(p for p in tmp.rglob("*.jpg"))
-    return subset(gt, ids, paths), [str(out_final / split / p.name) for p in calib]
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True)
@@ -177,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             elif source == "offline":
                 gt, calib = offline_source(num_images, calib_size, seed, out_final, tmp)
             else:
+                from stages.coco_official import official_source
                 gt, calib = official_source(get_param(params, "coco.official"), num_images,
                                             calib_size, seed, out_final, tmp)
         gt["source"] = source

@@ -90,6 +90,15 @@ def require_int(name: str, value: Any, minimum: int | None = None) -> int:
     return value
 
 
+def require_number(name: str, value: Any, low: float, high: float, open_ends: bool = False) -> float:
+    """A real number in [low, high] (or in (low, high) with open_ends), else a clear error."""
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number or not ((low < value < high) if open_ends else (low <= value <= high)):
+        span = f"({low}, {high})" if open_ends else f"[{low}, {high}]"
+        raise PipelineError(f"{name} must be a number in {span}, got {value!r}")
+    return float(value)
+
+
 def require_choice(name: str, value: Any, choices) -> Any:
     if value not in choices:
         raise PipelineError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")

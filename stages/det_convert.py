@@ -29,7 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs
 
 from stages import detector
 from stages.common import (PipelineError, atomic_path, get_param, load_params, log, read_json,
-                           require_choice, require_file, require_int, run_main, timed)
+                           require_choice, require_file, require_int, require_number, run_main,
+                           timed)
 
 
 def check_params(params: dict) -> dict:
@@ -39,10 +40,7 @@ def check_params(params: dict) -> dict:
            "max_detections": require_int("detector.max_detections",
                                          get_param(params, "detector.max_detections"), 1)}
     for key in ("score_threshold", "iou_threshold"):
-        value = get_param(params, f"detector.{key}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise PipelineError(f"detector.{key} must be a number in [0, 1], got {value!r}")
-        cfg[key] = float(value)
+        cfg[key] = require_number(f"detector.{key}", get_param(params, f"detector.{key}"), 0, 1)
     return cfg
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stages import lm_scoring as S
+from stages.lm_speed import speeds
 from stages.common import (PipelineError, dir_size_mb, get_param, load_params, require_choice,
                            require_file, require_int, run_main, timed, write_json)
 
@@ -33,9 +34,10 @@ def discover(models: Path) -> dict[str, Path]:
     """{"base": folder} for a model folder, else {"int8": .., "int4": ..} (widest first)."""
     if (models / "config.json").is_file():
         return {"base": models}
-    subs = [d for d in models.glob("int*") if (d / "config.json").is_file()] if models.is_dir() else []
+    subs = [d for d in models.glob("int*") if re.fullmatch(r"int\d+", d.name)
+            and (d / "config.json").is_file()] if models.is_dir() else []
     if not subs:
-        raise PipelineError(f"no model folder (config.json) nor int*/ subfolders in {models}")
+        raise PipelineError(f"no model folder (config.json) nor int<bits>/ subfolders in {models}")
     return {d.name: d for d in sorted(subs, key=lambda d: -int(d.name[3:]))}
 
 
@@ -87,37 +89,6 @@ def score_all(model, reqs, pad_id: int, batch_size: int, k: int, naive: bool) ->
             rows = model.get_output_embeddings()(hidden[row, inp - n:inp])
             scores[i] = S.score_continuation(rows, cont, k)
     return scores
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def speeds(model, tok, texts: list[str], cfg: dict) -> dict:
-    """Prefill: one forward over a fixed prefill_tokens prompt (tokenized before timing).
-    Decode: batch 1, greedy, exactly decode_tokens new tokens after a 32-token prompt."""
-    import torch
-
-    ids = tok("\n\n".join(texts[:200]), add_special_tokens=False, return_tensors="pt").input_ids
-    prefill = ids[:, :cfg["prefill_tokens"]].to(model.device)
-    prompt = ids[:, :32].to(model.device)
-    n = cfg["decode_tokens"]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-
-    def decode():
-        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                             max_new_tokens=n, min_new_tokens=n, pad_token_id=pad)
-        assert out.shape[1] - prompt.shape[1] == n
-
-    t_prefill = median_time(lambda: model(input_ids=prefill, use_cache=False), cfg["speed_repeats"])
-    t_decode = median_time(decode, cfg["speed_repeats"])
-    return {"decode_tokens_per_s": n / t_decode, "prefill_tokens_per_s": prefill.shape[1] / t_prefill}
 
 
 def evaluate(folder: Path, texts: list[str], cfg: dict, naive: bool = False) -> dict:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from stages.common import (PipelineError, as_list, atomic_path, dir_size_mb, get_param, load_params,
-                           require_choice, require_dir, require_file, require_int, run_main, timed,
-                           write_json)
+                           require_choice, require_dir, require_file, require_int, require_number,
+                           run_main, timed, write_json)
 
 GPTQ_BITS = (2, 3, 4, 8)  # widths GPTQ packs (transformers.GPTQConfig accepts exactly these)
 
@@ -29,13 +29,11 @@ def validate(params: dict) -> dict:
     group_size = require_int("quant.group_size", q("group_size"))
     if group_size <= 0 and group_size != -1:
         raise PipelineError(f"quant.group_size must be > 0 or -1 (one group per row), got {group_size}")
-    damp = q("damp_percent")
-    if isinstance(damp, bool) or not isinstance(damp, (int, float)) or not 0 < damp < 1:
-        raise PipelineError(f"quant.damp_percent must be in (0, 1), got {damp!r}")
+    damp = require_number("quant.damp_percent", q("damp_percent"), 0, 1, open_ends=True)
     if not isinstance(q("desc_act"), bool):
         raise PipelineError(f"quant.desc_act must be true or false, got {q('desc_act')!r}")
     return {"seed": require_int("seed", get_param(params, "seed"), 0), "bits": bits,
-            "group_size": group_size, "damp_percent": float(damp), "desc_act": q("desc_act"),
+            "group_size": group_size, "damp_percent": damp, "desc_act": q("desc_act"),
             "calib_size": require_int("quant.calib_size", q("calib_size"), 1),
             "calib_seq_len": require_int("quant.calib_seq_len", q("calib_seq_len"), 8),
             "device": require_choice("quant.device", q("device"), {"cpu", "cuda"})}

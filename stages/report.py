@@ -36,7 +36,7 @@ DETECTOR_METRICS = (
     Metric("latency_ms_p90", "invoke latency p90 (ms)", False),
     Metric("invoke_per_s", "invokes/s", True, fmt=".1f"),
     Metric("images_per_s", "images/s end to end", True, fmt=".1f"),
-    Metric("e2e_over_invoke", "end-to-end / invoke time (x)", False),
+    Metric("e2e_over_invoke", "end-to-end ÷ bare-invoke throughput", True),
     Metric("size_mb", "model size (MB)", False),
     Metric("has_ground_truth", "ground truth", None, fmt=""),
     Metric("num_images", "images", None, fmt="d"),

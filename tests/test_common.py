@@ -165,3 +165,14 @@ def test_extract_rejects_corrupt_archive(tmp_path):
     path.write_bytes(b"not an archive")
     with pytest.raises(PipelineError, match="not a tar or zip"):
         common.extract_archive(path, tmp_path / "x")
+
+
+@pytest.mark.parametrize("value, open_ends, ok", [(0, False, True), (1, False, True), (0.5, True, True),
+                                                  (0, True, False), (1, True, False), (1.01, False, False),
+                                                  (True, False, False), ("0.5", False, False)])
+def test_require_number(value, open_ends, ok):
+    if ok:
+        assert common.require_number("x.y", value, 0, 1, open_ends) == float(value)
+    else:
+        with pytest.raises(PipelineError, match="x.y must be a number in"):
+            common.require_number("x.y", value, 0, 1, open_ends)

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from stages import coco_data
+from stages import coco_data, coco_official
 from stages.common import PipelineError
 from tests.det_fixtures import make_coco, make_jpeg, write_params
 from tests.http_server import serve
@@ -98,9 +98,9 @@ def official_server(tmp_path, monkeypatch):
         zf.writestr("annotations/captions_train2017.json", json.dumps(
             {"images": train, "annotations": [], "categories": []}))
     url, server, handler = serve(site)
-    monkeypatch.setattr(coco_data, "COCO_URL", url)
-    monkeypatch.setattr(coco_data, "CACHE", tmp_path / "cache")
-    monkeypatch.setattr(coco_data, "ANNOTATIONS_SHA256", hashlib.sha256(zpath.read_bytes()).hexdigest())
+    monkeypatch.setattr(coco_official, "COCO_URL", url)
+    monkeypatch.setattr(coco_official, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(coco_official, "ANNOTATIONS_SHA256", hashlib.sha256(zpath.read_bytes()).hexdigest())
     return zpath, server, handler
 
 
@@ -122,7 +122,7 @@ def test_official_download_resume_and_disjoint(tmp_path, monkeypatch):
 
 def test_official_checksum_mismatch_keeps_outputs(tmp_path, monkeypatch):
     _, server, _ = official_server(tmp_path, monkeypatch)
-    monkeypatch.setattr(coco_data, "ANNOTATIONS_SHA256", "0" * 64)
+    monkeypatch.setattr(coco_official, "ANNOTATIONS_SHA256", "0" * 64)
     out = tmp_path / "o"
     out.mkdir()
     (out / "eval.json").write_text("previous")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import lambada_data as L
+from stages import lambada_data as L, lambada_offline
 from stages.common import PipelineError, download
 from tests.conftest import ROOT
 from tests.http_server import serve
@@ -41,7 +41,7 @@ def test_offline_examples_are_lambada_style(offline):
     assert len(evals) > 1000
     for rec in evals:
         context, target = rec["text"].rsplit(" ", 1)
-        assert L.is_target_word(target, PARAMS["lambada"]["min_target_len"])
+        assert lambada_offline.is_target_word(target, PARAMS["lambada"]["min_target_len"])
         assert re.search(rf"\b{target}\b", context, re.IGNORECASE)  # occurs earlier
         n = len(rec["text"].split())
         assert PARAMS["lambada"]["min_words"] <= n <= PARAMS["lambada"]["max_words"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from stages import lm_eval, lm_export, lm_quantize
+from stages import lm_eval, lm_export, lm_quantize, lm_speed
 from stages.common import PipelineError, dir_size_mb
 from tests.conftest import ROOT
 
@@ -129,7 +129,7 @@ def test_speed_excludes_tokenization_and_decodes_exactly(tiny):
             return tok(*a, **kw)
 
     with torch.inference_mode():
-        speed = lm_eval.speeds(model, SlowTokenizer(), TEXTS * 3, eval_cfg(prefill_tokens=64))
+        speed = lm_speed.speeds(model, SlowTokenizer(), TEXTS * 3, eval_cfg(prefill_tokens=64))
     assert len(slow_calls) == 1                          # tokenized once, before any timing
     assert speed["prefill_tokens_per_s"] > 64 / 0.2 * 3  # far above what a 0.2 s tokenization allows
     assert speed["decode_tokens_per_s"] > 0
@@ -179,3 +179,13 @@ def test_bad_llm_source(tmp_path, monkeypatch):
         lm_export.main(["--out", str(tmp_path / "b"),
                         "--params", str(write_params(tmp_path, "llm", source="ollama"))])
     assert not (tmp_path / "b").exists()
+
+
+def test_discover_orders_widths_and_ignores_stray_folders(tmp_path):
+    for name in ("int2", "int8", "int4", "int4_old", "intro", "notes"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    assert list(lm_eval.discover(tmp_path)) == ["int8", "int4", "int2"]
+    assert list(lm_eval.discover(tmp_path / "int4")) == ["base"]
+    with pytest.raises(PipelineError, match="int<bits>"):
+        lm_eval.discover(tmp_path / "notes" / "missing")
