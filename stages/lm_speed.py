@@ -8,12 +8,16 @@ import statistics
 import time
 
 
-def median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int, sync=lambda: None) -> float:
+    """Median wall time of fn() over `repeats` runs after one warm-up; sync() waits for
+    queued device work (CUDA kernels run asynchronously) before each clock read."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -28,12 +32,13 @@ def speeds(model, tok, texts: list[str], cfg: dict) -> dict:
     prompt = ids[:, :32].to(model.device)
     n = cfg["decode_tokens"]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
 
     def decode():
         out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
                              max_new_tokens=n, min_new_tokens=n, pad_token_id=pad)
         assert out.shape[1] - prompt.shape[1] == n
 
-    t_prefill = median_time(lambda: model(input_ids=prefill, use_cache=False), cfg["speed_repeats"])
-    t_decode = median_time(decode, cfg["speed_repeats"])
+    t_prefill = median_time(lambda: model(input_ids=prefill, use_cache=False), cfg["speed_repeats"], sync)
+    t_decode = median_time(decode, cfg["speed_repeats"], sync)
     return {"decode_tokens_per_s": n / t_decode, "prefill_tokens_per_s": prefill.shape[1] / t_prefill}

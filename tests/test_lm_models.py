@@ -135,6 +135,14 @@ def test_speed_excludes_tokenization_and_decodes_exactly(tiny):
     assert speed["decode_tokens_per_s"] > 0
 
 
+def test_median_time_waits_for_queued_device_work():
+    """On CUDA, kernels run asynchronously: the clock must be read only after sync()."""
+    events = []
+    median = lm_speed.median_time(lambda: events.append("run"), 3, lambda: events.append("sync"))
+    assert median >= 0
+    assert events == ["run"] + ["sync", "run", "sync"] * 3   # warm-up untimed; each timed run fenced
+
+
 @pytest.mark.parametrize("section, key, value, match", [
     ("quant", "bits", 5, "quant.bits"),
     ("quant", "bits", [4, 4], "quant.bits"),
