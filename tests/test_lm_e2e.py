@@ -3,7 +3,6 @@ evaluate 20 examples. A few minutes on 2 CPU cores (pytest -m e2e)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
