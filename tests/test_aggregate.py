@@ -9,65 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import aggregate
-from stages.common import PipelineError
-
-DET = {  # variant: (size_mb, latency median ms, agreement mAP, AP with ground truth)
-    "float32": (16.7, 31.0, 1.0, 0.215), "float16": (8.4, 33.5, 0.981, 0.214),
-    "int8": (4.7, 19.2, 0.803, 0.192)}
-LLM = {  # variant: (size_mb, acc, decode tokens/s)
-    "base": (538.1, 0.352, 38.2), "int8": (181.4, 0.350, 11.9), "int4": (112.6, 0.322, 12.6),
-    "int2": (78.3, 0.014, 12.9)}
-PARAMS = {
-    "seed": 0, "coco": {"source": "offline", "num_images": 1000},
-    "detector": {"source": "package", "precisions": ["float32", "float16", "int8"],
-                 "calib_size": 100, "score_threshold": 0.001, "iou_threshold": 0.6,
-                 "max_detections": 100},
-    "eval_det": {"threads": 2, "warmup": 5, "latency_runs": 50},
-    "lambada": {"source": "offline"},
-    "llm": {"source": "package", "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct"},
-    "quant": {"bits": [8, 4, 2], "group_size": 64, "calib_size": 128},
-    "eval_lm": {"k": 5, "limit": 500, "threads": 2},
-}
-
-
-def det_metrics(variant: str, ground_truth: bool) -> dict:
-    size, lat, _, ap = DET[variant]
-    aps = {key: (ap * f if ground_truth else None) for key, f in (
-        ("AP", 1), ("AP50", 1.6), ("AP75", 1.0), ("AP_small", 0.1), ("AP_medium", 0.7),
-        ("AP_large", 2.0), ("AR100", 1.2))}
-    return {**aps, "has_ground_truth": ground_truth, "num_images": 50 if ground_truth else 20,
-            "latency_ms_median": lat, "latency_ms_p90": lat * 1.12, "invoke_per_s": 1000 / lat,
-            "images_per_s": 800 / lat, "e2e_over_invoke": 1.25, "size_mb": size, "threads": 2}
-
-
-def llm_metrics(variant: str) -> dict:
-    size, acc, decode = LLM[variant]
-    bits = 32 if variant == "base" else int(variant[3:])
-    return {"acc": acc, "ppl": 18.0 / max(acc, 0.01), "topk_acc": min(1, acc * 1.9),
-            "topk_word_acc": min(1, acc * 1.5), "k": 5, "num_examples": 500,
-            "decode_tokens_per_s": decode, "prefill_tokens_per_s": decode * 20,
-            "eval_examples_per_s": decode / 3, "size_mb": size, "param_mb": size * 0.98,
-            "bits": bits}
-
-
-def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Path:
-    """metrics/{detector,llm}/... as det_eval, det_agreement, lm_eval and lm_quantize write."""
-    (root / "detector").mkdir(parents=True)
-    (root / "llm").mkdir(parents=True)
-    for v in DET:
-        (root / "detector" / f"{v}.json").write_text(json.dumps(det_metrics(v, ground_truth)))
-    agreement = {v: {"agreement_mAP": a, "agreement_AP50": min(1, a * 1.05)}
-                 for v, (_, _, a, _) in DET.items()}
-    (root / "detector" / "agreement.json").write_text(json.dumps(agreement))
-    (root / "llm" / "base.json").write_text(json.dumps({"base": llm_metrics("base")}))
-    gptq = {f"int{b}": llm_metrics(f"int{b}") for b in bits}
-    (root / "llm" / "gptq.json").write_text(json.dumps(gptq))
-    quant = {v: {"bits": m["bits"], "group_size": 64, "quant_time_s": 40.0 + m["bits"],
-                 "size_mb": m["size_mb"]} for v, m in gptq.items()}
-    (root / "llm" / "quantize.json").write_text(json.dumps(quant))
-    return root
-
+from stages.core.errors import PipelineError
+from stages.entry import aggregate
+from tests.metric_fixtures import PARAMS, write_metrics
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
@@ -90,8 +34,8 @@ def no_png(monkeypatch):
     def fake(items, folder, browser):
         for stem, _, _ in items:
             (folder / f"{stem}.png").write_bytes(b"\x89PNG fake")
-    monkeypatch.setattr(aggregate.figures, "write_png", fake)
-    monkeypatch.setattr(aggregate.figures, "find_browser", lambda: "/fake/chromium")
+    monkeypatch.setattr(aggregate.export, "write_png", fake)
+    monkeypatch.setattr(aggregate.export, "find_browser", lambda: "/fake/chromium")
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -113,15 +57,20 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["llm.int4.acc"] == 0.322 and keys["llm.int4.quant_time_s"] == 44.0
     assert keys["higher_is_better.llm.ppl"] is False
     assert keys["higher_is_better.detector.latency_ms_median"] is False
-    for family in ("detector", "llm"):  # every summary metric has a direction
-        for row in summary[family].values():
-            assert set(row) == set(summary["higher_is_better"][family])
+    assert keys["detector.int8.agreement_mAP_ci95"] == [0.783, 0.823]
+    assert keys["llm.int4.acc_ci95"] == [0.302, 0.342] and keys["detector.int8.runtime"] == "litert"
+    for family, labels in (("detector", {"runtime", "precision"}), ("llm", {"bits"})):
+        for row in summary[family].values():  # every metric has a direction, CIs sit beside
+            metrics = {k for k in row if not k.endswith("_ci95")} - labels
+            assert metrics == set(summary["higher_is_better"][family])
     det = list(csv.DictReader((workdir / "plots" / "detector.csv").open()))
     assert [r["variant"] for r in det] == ["float32", "float16", "int8"]
     assert det[2]["AP"] == "" and float(det[2]["size_mb"]) == 4.7
+    assert float(det[2]["agreement_mAP_ci_low"]) == 0.783
     llm = list(csv.DictReader((workdir / "plots" / "llm.csv").open()))
     assert [r["variant"] for r in llm] == ["base", "int8", "int4", "int2"]
     assert llm[0]["quant_time_s"] == "" and llm[3]["bits"] == "2"
+    assert float(llm[2]["acc_ci_high"]) == 0.342
     stems = {p.stem for p in (workdir / "plots" / "html").iterdir()}
     assert stems == {p.stem for p in (workdir / "plots" / "png").iterdir()}
     assert {"detector_size", "detector_accuracy", "detector_speed", "llm_size", "llm_accuracy",
@@ -160,18 +109,20 @@ def test_ground_truth_metrics(tmp_path, no_png):
 def test_undefined_coco_stats_are_null_and_reported_as_na(tmp_path, no_png):
     """det_eval turns pycocotools' -1 (no object of that size) into null."""
     write_metrics(tmp_path / "metrics", ground_truth=True)
-    edit(tmp_path / "metrics" / "detector" / "int8.json", lambda d: d.update(AP_small=None))
+    edit(tmp_path / "metrics" / "detector" / "eval" / "int8.json", lambda d: d.update(AP_small=None))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     run(tmp_path)
     int8 = [r for r in (tmp_path / "plots" / "report.md").read_text().splitlines()
             if r.startswith("| `int8` |")][0]
     assert int8.split(" | ")[4] == "n/a"  # AP small column
+    assert int8.split(" | ")[1] == "19.2 [17.2, 21.2]"  # AP with its 95% interval
 
 
 @pytest.mark.parametrize("breakage, message", [
-    (lambda m: (m / "detector" / "int8.json").unlink(), "detector/int8.json"),
+    (lambda m: (m / "detector" / "eval" / "int8.json").unlink(), "detector/eval/int8.json"),
+    (lambda m: (m / "detector" / "bench" / "int8.json").unlink(), "detector/bench/int8.json"),
     (lambda m: (m / "llm" / "quantize.json").unlink(), "quantize.json"),
-    (lambda m: (m / "detector" / "float16.json").write_text("{not json"), "corrupt"),
+    (lambda m: (m / "detector" / "eval" / "float16.json").write_text("{not json"), "corrupt"),
 ])
 def test_missing_or_corrupt_file_is_a_clear_error(workdir, no_png, breakage, message):
     breakage(workdir / "metrics")
@@ -187,17 +138,19 @@ def edit(path: Path, change) -> None:
 
 
 @pytest.mark.parametrize("file, change, message", [
-    ("detector/float16.json", lambda d: d.pop("latency_ms_p90"),
-     r"detector/float16.json: missing key 'latency_ms_p90'"),
+    ("detector/bench/float16.json", lambda d: d.pop("latency_ms_p90"),
+     r"bench/float16.json: 'latency_ms_p90': Field required"),
     ("detector/agreement.json", lambda d: d.pop("int8"), r"agreement.json: missing key 'int8'"),
     ("detector/agreement.json", lambda d: d["int8"].pop("agreement_mAP"),
-     r"agreement.json \[int8\]: missing key 'agreement_mAP'"),
-    ("llm/gptq.json", lambda d: d.pop("int2"), r"gptq.json: missing key 'int2'"),
-    ("llm/gptq.json", lambda d: d["int4"].pop("topk_word_acc"),
-     r"gptq.json \[int4\]: missing key 'topk_word_acc'"),
-    ("llm/base.json", lambda d: d["base"].update(acc="0.35"), r"'acc' must be a finite number"),
-    ("llm/base.json", lambda d: d["base"].update(size_mb=None), r"'size_mb' must be"),
-    ("detector/int8.json", lambda d: d.update(has_ground_truth=True),
+     r"agreement.json: 'int8.agreement_mAP': Field required"),
+    ("llm/eval/gptq.json", lambda d: d.pop("int2"), r"gptq.json: missing key 'int2'"),
+    ("llm/eval/gptq.json", lambda d: d["int4"].pop("topk_word_acc"),
+     r"gptq.json: 'int4.topk_word_acc': Field required"),
+    ("llm/eval/base.json", lambda d: d["base"].update(acc="high"), r"'base.acc': Input should be a valid number"),
+    ("llm/eval/base.json", lambda d: d["base"].update(acc=1.7), r"'base.acc': Input should be less than or equal to 1"),
+    ("llm/bench/base.json", lambda d: d["base"].update(decode_tokens_per_s=None), r"'base.decode_tokens_per_s'"),
+    ("llm/eval/base.json", lambda d: d["base"].update(accuracy=0.3), r"'base.accuracy': Extra inputs"),
+    ("detector/eval/int8.json", lambda d: d.update(has_ground_truth=True),
      r"int8.json: 'AP' is null although has_ground_truth is true"),
 ])
 def test_missing_or_malformed_metric_names_file_and_key(workdir, no_png, file, change, message):
@@ -231,17 +184,26 @@ def test_browser_that_fails_to_start_is_a_clear_error(workdir, monkeypatch):
 
 
 def test_label_positions_keep_close_labels_apart():
-    from stages.figures import label_positions
+    from stages.reporting.geometry import label_positions, pareto
     assert label_positions([(0.1, 0.1), (0.9, 0.9)]) == ["middle right", "middle right"]
     assert label_positions([(0.80, 0.90), (0.85, 0.91)]) == ["middle left", "middle right"]
     assert label_positions([(0.50, 0.90), (0.51, 0.85)]) == ["top center", "bottom center"]
 
 
+def test_pareto_front_keeps_only_undominated_variants():
+    from stages.reporting.geometry import pareto
+    pts = {"base": (540, 0.35), "int8": (180, 0.35), "int4": (110, 0.32), "int2": (80, 0.0),
+           "bad": (200, 0.30)}
+    assert pareto(pts, cost_lower=True) == ["int2", "int4", "int8"]  # base and bad dominated
+    assert pareto({"a": (10, 0.5), "b": (20, 0.6)}, cost_lower=False) == ["b"]
+
+
 CHECK_IMPORTS = """
 import sys, time
 t0 = time.perf_counter()
-from stages import aggregate, common
-common.run_main(aggregate.main, sys.argv[1:])  # as python -m stages.aggregate
+from stages.core.errors import run_main
+from stages.entry import aggregate
+run_main(aggregate.main, sys.argv[1:])  # as python -m stages.entry.aggregate
 heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow', 'transformers',
                'gptqmodel', 'ai_edge_litert', 'pycocotools'})
 print(f'heavy={heavy} seconds={time.perf_counter() - t0:.1f}')

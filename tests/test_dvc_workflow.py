@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_aggregate import PARAMS, write_metrics
+from tests.metric_fixtures import PARAMS, write_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = Path(sys.executable).with_name("dvc")
@@ -133,9 +133,9 @@ def test_plots_section_of_dvc_yaml_compares_two_revisions(tmp_path, monkeypatch)
     plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
     (repo / "dvc.yaml").write_text(yaml.safe_dump(
         {"metrics": ["metrics/summary.json"], "plots": plots}, sort_keys=False))
-    from stages import aggregate
-    monkeypatch.setattr(aggregate.figures, "write_png", lambda *a: None)
-    monkeypatch.setattr(aggregate.figures, "find_browser", lambda: "chromium (unused)")
+    from stages.entry import aggregate
+    monkeypatch.setattr(aggregate.export, "write_png", lambda *a: None)
+    monkeypatch.setattr(aggregate.export, "find_browser", lambda: "chromium (unused)")
     for name, ground_truth in (("offline", False), ("local", True)):
         write_metrics(tmp_path / name / "metrics", ground_truth=ground_truth)
         (tmp_path / name / "params.yaml").write_text(yaml.safe_dump(PARAMS))

@@ -5,20 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from stages import report
-from stages.metric_files import load_detector, load_llm
-from stages.report import DETECTOR_METRICS, LLM_METRICS, Metric, fmt_value, label
-from tests.test_aggregate import PARAMS, write_metrics
+from stages.reporting import report
+from stages.reporting.metric_files import load_detector, load_llm
+from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, Metric
+from stages.reporting.summary import machine_lines
+from stages.reporting.tables import cell, fmt_value, label, overlaps
+from tests.metric_fixtures import MACHINE as RECORD, PARAMS, write_metrics
 
-MACHINE = {"CPU": "Test CPU 9000", "logical cores": "2", "libraries": "torch 2.13.0, dvc 3.67.1"}
+MACHINE = machine_lines(RECORD)
 FIGS = [("LM size", "png/llm_size.png"), ("Detector speed", "png/detector_speed.png")]
 
 
 def used(**sources) -> dict:
     params = {"coco.source": "offline", "lambada.source": "offline", "llm.source": "package",
               "llm.hub_id": PARAMS["llm"]["hub_id"], "detector": dict(PARAMS["detector"]),
-              "quant": PARAMS["quant"], "eval_det": PARAMS["eval_det"],
-              "eval_lm": PARAMS["eval_lm"]}
+              "quant": PARAMS["quant"], "bench_det": PARAMS["bench_det"],
+              "eval_lm": PARAMS["eval_lm"], "bench_lm": PARAMS["bench_lm"]}
     params.update({k.replace("_", "."): v for k, v in sources.items() if k != "detector_source"})
     if "detector_source" in sources:
         params["detector"]["source"] = sources["detector_source"]
@@ -27,8 +29,8 @@ def used(**sources) -> dict:
 
 def rows(tmp_path: Path, ground_truth: bool):
     root = write_metrics(tmp_path / "metrics", ground_truth=ground_truth)
-    return (load_detector(root, ["float32", "float16", "int8"]),
-            load_llm(root, ["base", "int8", "int4", "int2"]))
+    return (load_detector(root, ["float32", "float16", "int8"])[0],
+            load_llm(root, ["base", "int8", "int4", "int2"])[0])
 
 
 @pytest.fixture
@@ -53,10 +55,25 @@ def test_every_variant_and_metric_is_in_the_report(offline_report):
 
 def test_values_are_formatted_with_units(offline_report):
     int8 = table_rows(offline_report, "`int8`")
-    assert "| 80.3 |" in int8[0]  # agreement mAP 0.803 shown in %
+    assert "| 80.3 [78.3, 82.3] |" in int8[0]  # agreement mAP 0.803 in %, with its interval
     assert "| 19.20 |" in int8[1]  # latency ms
     lm_int4 = table_rows(offline_report, "`int4`")
-    assert lm_int4[0].startswith("| `int4` | 32.2 |")  # LAMBADA acc in %
+    assert lm_int4[0].startswith("| `int4` | 32.2 [30.2, 34.2] |")  # LAMBADA acc in %
+
+
+def test_report_says_which_variants_are_within_each_others_interval(offline_report):
+    noise = offline_report.split("## Differences within the noise")[1].split("\n## ")[0]
+    assert "`base`–`int8`" in noise      # acc 0.352 vs 0.350, intervals +-0.02 overlap
+    assert "`base`–`int2`" not in noise  # 0.352 vs 0.014 is resolved
+
+
+def test_overlap_and_cell_on_hand_made_rows():
+    acc = LLM_METRICS[0]
+    rows = {"a": {"acc": 0.5, "acc_ci95": [0.45, 0.55]}, "b": {"acc": 0.52, "acc_ci95": [0.5, 0.6]},
+            "c": {"acc": 0.1, "acc_ci95": [0.05, 0.15]}}
+    assert overlaps(rows, [acc]) == ["LAMBADA acc (%): `a`–`b`"]
+    assert cell(acc, rows["a"]) == "50.0 [45.0, 55.0]"
+    assert cell(acc, {"acc": 0.5, "acc_ci95": None}) == "50.0"
 
 
 def test_offline_sources_get_one_caveat_each(offline_report):
@@ -92,6 +109,7 @@ def test_references_definitions_params_machine_and_figures(offline_report):
     assert "`topk_acc`" in offline_report and "`topk_word_acc`" in offline_report
     assert "group_size: 64" in offline_report and "llm.source: package" in offline_report
     assert "Test CPU 9000" in offline_report and "torch 2.13.0" in offline_report
+    assert "recorded by the benchmark stages" in offline_report
     assert "![LM size](png/llm_size.png)" in offline_report
 
 
@@ -111,3 +129,4 @@ def test_every_ranked_metric_has_a_direction_and_unique_key():
         keys = [m.key for m in metrics]
         assert len(keys) == len(set(keys))
         assert all(m.group in ("accuracy", "cost") for m in metrics)
+        assert all(m.higher_is_better is not None for m in metrics if m.ci)

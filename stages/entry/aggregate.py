@@ -1,0 +1,68 @@
+"""Aggregate every metric file into metrics/summary.json, plot tables, figures and a report.
+
+Reads JSON only (no model, no torch/TensorFlow import), so a rerun takes seconds. Everything
+is validated and rendered before any output moves into place: an error writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+
+from stages.core.errors import log, run_main, timed
+from stages.core.files import atomic_path
+from stages.reporting import export, figures, report
+from stages.reporting.metric_files import detector_variants, llm_variants, load_detector, load_llm
+from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
+from stages.reporting.summary import csv_text, machine_lines, summarize
+from stages.schema import params as P
+
+PARAMS = ("coco.source", "lambada.source", "llm.source", "llm.hub_id", "detector", "quant",
+          "bench_det", "eval_lm", "bench_lm")
+
+
+def used_params(p: dict) -> dict:
+    """The params as the report prints them, keyed as in dvc.yaml."""
+    return {"coco.source": p["coco"]["source"], "lambada.source": p["lambada"]["source"],
+            "llm.source": p["llm"]["source"], "llm.hub_id": p["llm"]["hub_id"],
+            **{key: p[key] for key in ("detector", "quant", "bench_det", "eval_lm", "bench_lm")}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--metrics", required=True, type=Path, help="folder of the metric files")
+    ap.add_argument("--summary", required=True, type=Path, help="summary JSON to write")
+    ap.add_argument("--plots", required=True, type=Path, help="folder for tables and figures")
+    ap.add_argument("--params", default="params.yaml", type=Path)
+    args = ap.parse_args(argv)
+    with timed("reading params and metrics"):
+        used = used_params(P.load(args.params, PARAMS)).copy()
+        used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
+        det, det_machine = load_detector(args.metrics, detector_variants(used["detector"]["precisions"]))
+        llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]))
+    with timed("building figures"):
+        items = figures.build_all(det, llm)
+        browser = export.find_browser()
+    text = report.render(det, llm, used, machine_lines(det_machine),
+                         [(title, f"png/{stem}.png") for stem, title, _ in items])
+    out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
+           "report": args.plots / "report.md", "detector": args.plots / "detector.csv",
+           "llm": args.plots / "llm.csv"}
+    with contextlib.ExitStack() as stack:  # every output moves into place only if all succeed
+        tmp = {name: stack.enter_context(atomic_path(path)) for name, path in out.items()}
+        tmp["summary"].write_text(json.dumps(summarize(det, llm), indent=2) + "\n")
+        tmp["detector"].write_text(csv_text(det, DETECTOR_METRICS))
+        tmp["llm"].write_text(csv_text(llm, LLM_METRICS))
+        tmp["report"].write_text(text)
+        for name in ("html", "png"):
+            tmp[name].mkdir()
+        with timed(f"writing {len(items)} self-contained HTML figures"):
+            export.write_html(items, tmp["html"])
+        with timed(f"rendering {len(items)} PNGs with kaleido + {browser}"):
+            export.write_png(items, tmp["png"], browser)
+    log.info("wrote %s, %s and %s", args.summary, out["report"], args.plots)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,46 @@
+"""First stage of the DAG: check every param of params.yaml before any stage removes anything.
+
+DVC deletes a stage's outputs before running its command, so a stage that finds a bad
+param itself has already lost its old outputs. Every stage depends on this stage's marker,
+so `dvc repro` runs this check first and stops on a bad param with one `error:` line.
+The marker's content never changes, so a passing check invalidates nothing downstream.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.core.errors import PipelineError, run_main
+from stages.core.files import atomic_path
+from stages.schema import params as P
+from stages.schema.params_model import Params
+
+MARKER = "params checked against stages/schema/params.py\n"
+
+
+def preflight(p: Params) -> None:
+    """Inputs the chosen sources read in place must exist (before any heavy stage runs)."""
+    local = []
+    if p.coco.source == "local":
+        local += [("coco.local.images", p.coco.local.images, Path.is_dir),
+                  ("coco.local.annotations", p.coco.local.annotations, Path.is_file),
+                  ("coco.local.calib_images", p.coco.local.calib_images, Path.is_dir)]
+    if p.lambada.source == "local":
+        local.append(("lambada.local_path", p.lambada.local_path, Path.is_file))
+    for key, value, exists in local:
+        if not exists(Path(value)):
+            raise PipelineError(f"{key}: {value} not found")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    preflight(P.validate(P.read(args.params), Path(args.params)))
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(MARKER)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,52 @@
+"""Speed of one .tflite detector on this machine: a benchmark, not a test.
+
+Bare invoke latency (network + post-processing on a fixed, already preprocessed input;
+median and p90 over bench_det.latency_runs after bench_det.warmup invokes), end-to-end
+images/s over every evaluated image (JPEG decode + resize + invoke + COCO conversion,
+decoding prefetched in a thread), their ratio, and the model's size on disk. The file
+records the machine and library versions it was measured on.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from stages.core.errors import log, run_main, timed
+from stages.meters.machine import record
+from stages.meters.timing import repeat_ms
+from stages.runtimes.detect_images import detect_all, open_detector, prepare
+from stages.schema import metrics as M, params as P
+
+PARAMS = ("bench_det",)
+RUNTIME = "litert"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--precision", "--model", "--data", "--metrics"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    cfg = P.load(args.params, PARAMS)["bench_det"]
+    det, gt, paths = open_detector(RUNTIME, args.precision, args.model, args.data, cfg["threads"])
+    x = prepare(paths[0])
+    with timed(f"latency: {cfg['warmup']} warm-up + {cfg['latency_runs']} timed invokes"):
+        times = repeat_ms(lambda: det(x), cfg["warmup"], cfg["latency_runs"])
+    with timed(f"end to end over {len(paths)} images"):
+        _, wall = detect_all(det, gt["images"], paths)
+    median = float(np.median(times))
+    invoke_per_s, images_per_s = 1e3 / median, len(paths) / wall
+    M.write(args.metrics, M.DetBench(
+        runtime=RUNTIME, precision=args.precision, threads=cfg["threads"],
+        latency_ms_median=median, latency_ms_p90=float(np.percentile(times, 90)),
+        invoke_per_s=invoke_per_s, images_per_s=images_per_s,
+        e2e_over_invoke=images_per_s / invoke_per_s, size_mb=Path(args.model).stat().st_size / 1e6,
+        num_images=len(paths), machine=record()))
+    log.info("%s: median %.1f ms, %.1f img/s (%.2f of invoke/s)", args.precision, median,
+             images_per_s, images_per_s / invoke_per_s)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,44 @@
+"""Convert the exported detector to one LiteRT .tflite of one precision (see
+stages/methods/litert_ptq.py): float32, float16, int8 (full-integer, calibrated on every
+image of calib.json) or dynamic_int8."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs off
+
+from stages.core.errors import PipelineError, log, run_main, timed
+from stages.core.files import atomic_path, require_file
+from stages.datasets.coco import image_paths, read_manifest
+from stages.methods.litert_ptq import PRECISIONS, convert_to
+from stages.schema import params as P
+
+PARAMS = ("detector.score_threshold", "detector.iou_threshold", "detector.max_detections")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--precision", "--base", "--calib", "--out"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    if args.precision not in PRECISIONS:
+        raise PipelineError(f"unknown precision {args.precision!r}; expected one of {PRECISIONS}")
+    nms = P.load(args.params, PARAMS)["detector"]
+    base = Path(args.base)
+    for name in ("raw_graph.pb", "anchors.npy"):
+        require_file(base / name, "exported detector (run det_export)")
+    calib = []
+    if args.precision == "int8":
+        calib = image_paths(read_manifest(args.calib, "calibration list"), args.calib)
+    with timed(f"convert to {args.precision}" + (f" ({len(calib)} calibration images)" if calib else "")):
+        model = convert_to(base, args.precision, nms, calib)
+    with atomic_path(args.out) as out:
+        out.write_bytes(model)
+    log.info("wrote %s (%.1f MB)", args.out, len(model) / 1e6)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,52 @@
+"""LAMBADA evaluation set (eval.jsonl) and disjoint calibration text (calib.jsonl).
+
+Sources (lambada.source), one module each in stages/datasets/: offline (a LAMBADA-style
+last-word set built from BBC News articles), local (a LAMBADA JSONL read in place), official
+(OpenAI's lambada_test.jsonl, checksummed). Calibration always comes from BBC articles
+reserved for it; an article sharing a 13-word window with any evaluated text is dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from stages.core.errors import log, run_main, timed
+from stages.core.files import atomic_path
+from stages.datasets.lambada import check_disjoint, overlapping, source_module
+from stages.datasets.lambada_offline import bbc_articles, corpus_root
+from stages.schema import params as P
+
+PARAMS = ("seed", "lambada")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--downloads", default="data/.cache/lambada", type=Path)  # resumable
+    args = ap.parse_args(argv)
+    p = P.load(args.params, PARAMS)
+    cfg, seed = p["lambada"], p["seed"]
+    with timed("reading BBC articles"):
+        articles = bbc_articles(corpus_root())
+    ids = sorted(articles)
+    random.Random(seed).shuffle(ids)
+    calib_ids, eval_ids = sorted(ids[:cfg["calib_articles"]]), sorted(ids[cfg["calib_articles"]:])
+    with timed(f"building the {cfg['source']} evaluation set"):
+        evals = source_module(cfg["source"]).build(cfg, articles, eval_ids, seed, args.downloads)
+    calib = [{"text": "\n".join(articles[a]), "id": f"bbc:{a}"} for a in calib_ids]
+    leaks = overlapping(calib, evals)
+    kept = [c for c in calib if c["id"] not in leaks]
+    check_disjoint(kept, evals)
+    log.info("%d evaluation examples; %d calibration articles (%d dropped as overlapping)",
+             len(evals), len(kept), len(calib) - len(kept))
+    with atomic_path(args.out) as tmp:
+        tmp.mkdir()
+        for name, recs in [("eval.jsonl", evals), ("calib.jsonl", kept)]:
+            (tmp / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,67 @@
+"""Speed of the base model or of every GPTQ width on this machine: a benchmark, not a test.
+
+decode tokens/s (batch 1, greedy, exactly bench_lm.decode_tokens new tokens), prefill
+tokens/s (one forward over bench_lm.prefill_tokens), and LAMBADA examples/s of the batched
+scoring loop over the first bench_lm.score_examples examples (batch eval_lm.batch_size).
+Medians after a warm-up; the file records the kernels, the machine and library versions.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from stages.core.errors import PipelineError, run_main, timed
+from stages.datasets.lambada import read_texts
+from stages.meters.lm_speed import speeds
+from stages.meters.machine import record
+from stages.runtimes import torch_lm as R
+from stages.schema import metrics as M, params as P
+from stages.tasks import lambada as S
+
+PARAMS = ("bench_lm", "eval_lm.batch_size", "eval_lm.k")
+
+
+def bench(folder: Path, texts: list[str], cfg: dict, batch_size: int, k: int) -> M.LmBench:
+    import torch
+
+    model, tok = R.load(folder, cfg["device"])
+    reqs = S.encode_examples(tok, texts[:cfg["score_examples"]],
+                             getattr(model.config, "max_position_embeddings", 2048))
+    with torch.inference_mode():
+        R.score_all(model, reqs[:batch_size], R.pad_id(tok), batch_size, k)  # warm-up
+        t0 = time.perf_counter()
+        R.score_all(model, reqs, R.pad_id(tok), batch_size, k)
+        seconds = time.perf_counter() - t0
+        speed = speeds(model, tok, texts, cfg)
+    return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed,
+                     eval_examples_per_s=len(reqs) / seconds, kernels=R.kernels(model),
+                     machine=record(gpu=cfg["device"] == "cuda"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--models", "--data", "--out"):
+        ap.add_argument(flag, required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params, PARAMS)
+    cfg = p["bench_lm"]
+    variants = R.discover(args.models)
+    texts = read_texts(args.data, 0)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("bench_lm.device=cuda but no CUDA device is available")
+    torch.set_num_threads(cfg["threads"])
+    rows = {}
+    for name, folder in variants.items():
+        with timed(f"timing {name}"):
+            rows[name] = bench(folder, texts, cfg, p["eval_lm"]["batch_size"], p["eval_lm"]["k"])
+    M.write(args.out, M.LmBenchFile(rows))
+
+
+if __name__ == "__main__":
+    run_main(main)

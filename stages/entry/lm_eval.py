@@ -1,0 +1,64 @@
+"""LAMBADA accuracy (lm-evaluation-harness `lambada_openai`: acc, top-k, perplexity, each with
+a 95% bootstrap interval) of the base model or of every GPTQ width.
+
+--models is one HF model folder (variant "base") or a folder of int<bits>/ subfolders.
+Deterministic and independent of batch size; speed is measured by lm_bench.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from stages.core.errors import PipelineError, run_main, timed
+from stages.core.files import dir_size_mb
+from stages.core.numerics import pin_cpu_numerics
+from stages.datasets.lambada import read_texts
+from stages.runtimes import torch_lm as R
+from stages.schema import metrics as M, params as P
+from stages.tasks import lambada as S
+from stages.tasks.intervals import lambada_intervals
+
+PARAMS = ("eval_lm", "bootstrap")
+
+
+def evaluate(folder: Path, texts: list[str], cfg: dict, boot: dict, naive: bool = False) -> M.LmEval:
+    import torch
+
+    model, tok = R.load(folder, cfg["device"])
+    reqs = S.encode_examples(tok, texts, getattr(model.config, "max_position_embeddings", 2048))
+    with torch.inference_mode():
+        scores = R.score_all(model, reqs, R.pad_id(tok), cfg["batch_size"], cfg["k"], naive)
+    return M.LmEval(**S.aggregate(scores, cfg["k"]),
+                    **lambada_intervals(scores, boot["samples"], boot["seed"]),
+                    bits=R.bits(model), size_mb=dir_size_mb(folder), param_mb=R.param_mb(model),
+                    kernels=R.kernels(model))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--models", "--data", "--out"):
+        ap.add_argument(flag, required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--naive", action="store_true", help="batch-1 loop, full logits (baseline)")
+    args = ap.parse_args(argv)
+    p = P.load(args.params, PARAMS)
+    cfg = p["eval_lm"]
+    variants = R.discover(args.models)
+    texts = read_texts(args.data, cfg["limit"])
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pin_cpu_numerics(cfg["threads"])  # accuracy must not depend on the CPU's kernel paths
+    import torch
+
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("eval_lm.device=cuda but no CUDA device is available")
+    torch.set_num_threads(cfg["threads"])
+    rows = {}
+    for name, folder in variants.items():
+        with timed(f"evaluating {name} on {len(texts)} examples"):
+            rows[name] = evaluate(folder, texts, cfg, p["bootstrap"], args.naive)
+    M.write(args.out, M.LmEvalFile(rows))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,52 @@
+"""GPTQ (Frantar et al., 2022) through transformers.GPTQConfig -> optimum -> GPTQModel.
+
+auto-gptq is archived and breaks with transformers 5; GPTQModel is its maintained successor.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+BITS = (2, 3, 4, 8)  # widths GPTQ packs (transformers.GPTQConfig accepts exactly these)
+
+
+def tokenized_calibration(tok, texts: list[str], seq_len: int) -> list[dict]:
+    """Pre-tokenized examples cut to their first seq_len tokens (optimum would not truncate
+    a list of strings; a list of dicts is passed through as is). Cut by slicing: calling the
+    tokenizer with truncation=True would leave truncation switched on in its state, and
+    save_pretrained would write it into every GPTQ folder's tokenizer.json."""
+    out = []
+    for t in texts:
+        ids = tok(t, add_special_tokens=False)["input_ids"][:seq_len]
+        out.append({"input_ids": [ids], "attention_mask": [[1] * len(ids)]})
+    return out
+
+
+def quantize(base: Path, tok, calib: list[dict], bits: int, cfg: dict, seed: int, dest: Path) -> float:
+    """Quantize at `bits`, save to dest, return the quantization time in seconds."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPTQConfig
+
+    torch.manual_seed(seed)
+    gptq = GPTQConfig(
+        bits=bits,
+        group_size=cfg["group_size"],      # columns sharing one scale/zero point (-1: whole row)
+        dataset=calib,                     # calib_size passages, calib_seq_len tokens each
+        damp_percent=cfg["damp_percent"],  # Hessian dampening, fraction of its mean diagonal
+        desc_act=cfg["desc_act"],          # act-order: columns by decreasing Hessian diagonal
+        tokenizer=tok, model_seqlen=cfg["calib_seq_len"])
+    dtype = torch.float16 if cfg["device"] == "cuda" else torch.float32
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(base, quantization_config=gptq,
+                                                 device_map=cfg["device"], dtype=dtype)
+    seconds = time.perf_counter() - t0
+    qc = model.config.quantization_config  # do not write the calibration ids into config.json
+    if isinstance(qc, dict):
+        qc["dataset"] = None
+    else:
+        qc.dataset = None
+    model.config.name_or_path = f"SmolLM2-135M-Instruct-GPTQ-int{bits}"  # no local paths saved
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+    del model
+    return seconds

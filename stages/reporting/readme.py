@@ -1,0 +1,33 @@
+"""The README's results tables, rendered from the committed metrics/summary.json (a test
+checks that the README block equals this rendering, so its figures are never hand-typed)."""
+from __future__ import annotations
+
+from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
+from stages.reporting.tables import cell, label
+
+START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
+DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
+LLM_KEYS = ("acc", "topk_acc", "ppl", "decode_tokens_per_s", "prefill_tokens_per_s", "size_mb",
+            "quant_time_s")
+
+
+def _table(rows: dict, metrics, keys, k="k") -> list[str]:
+    ms = [next(m for m in metrics if m.key == key) for key in keys]
+    out = ["| variant | " + " | ".join(label(m, k) for m in ms) + " |", "|---" * (len(ms) + 1) + "|"]
+    out += [f"| `{v}` | " + " | ".join(cell(m, r) for m in ms) + " |" for v, r in rows.items()]
+    return out
+
+
+def render(summary: dict, k: int) -> str:
+    lines = [START, "", "Detector (brackets: 95% bootstrap interval over images):", ""]
+    lines += _table(summary["detector"], DETECTOR_METRICS, DET_KEYS)
+    lines += ["", f"Language model (brackets: 95% bootstrap interval over examples; k = {k}):", ""]
+    lines += _table(summary["llm"], LLM_METRICS, LLM_KEYS, k)
+    return "\n".join(lines + ["", END])
+
+
+def replace_block(readme: str, block: str) -> str:
+    head, sep, rest = readme.partition(START)
+    if not sep or END not in rest:
+        raise ValueError(f"README has no {START} ... {END} block")
+    return head + block + rest.split(END, 1)[1]

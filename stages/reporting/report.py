@@ -1,0 +1,78 @@
+"""What every reported metric means, and the Markdown report built from them (pure functions)."""
+from __future__ import annotations
+
+import yaml
+
+from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, PUBLISHED_MAP
+from stages.reporting.tables import overlaps, tables
+
+
+def caveats(params: dict, det: dict[str, dict]) -> list[str]:
+    """One line per number that needs a caveat, from the sources that ran."""
+    out = []
+    if not all(r["has_ground_truth"] for r in det.values()):
+        out.append("**Detector accuracy is agreement with float32, not COCO mAP**: the COCO source "
+                   f"`{params['coco.source']}` has no ground truth, so each variant is scored (COCO "
+                   "mAP) against float32's own detections as pseudo ground truth; float32 is ~100% "
+                   "by construction.")
+    n = min(r["num_images"] for r in det.values())
+    if n < 5000:
+        out.append(f"**Small COCO sample**: {n} images (val2017 has 5000) give noisy scores, "
+                   "skewed by which images and classes the sample holds; compare variants with "
+                   f"each other rather than with the published {PUBLISHED_MAP:g} mAP.")
+    if params["llm.source"] == "package":
+        out.append("**The base LLM is not the original checkpoint**: with `llm.source=package` it "
+                   "was dequantized from a 4-bit GGUF (Q4_1), so `base` already carries 4-bit "
+                   "rounding error and GPTQ re-quantizes those weights.")
+    if params["lambada.source"] == "offline":
+        out.append("**Not the official LAMBADA**: `lambada.source=offline` builds a LAMBADA-style "
+                   "last-word set from BBC News articles; accuracies are not comparable with "
+                   "published `lambada_openai` numbers.")
+    return out
+
+
+REFERENCES = [
+    f"SSD MobileNet v2 COCO: **{PUBLISHED_MAP:g} COCO mAP** published in the TF1 detection model "
+    "zoo (`ssd_mobilenet_v2_coco_2018_03_29`); our AP columns are the same metric "
+    "(pycocotools AP@[.5:.95], shown in %).",
+    "LAMBADA `acc` follows lm-evaluation-harness `lambada_openai`: context = the passage minus "
+    "its last space-separated word, target = `\" \" + last word`; an example counts when every "
+    "target token is the greedy argmax given the context and the previous target tokens.",
+    "`topk_acc`: the target's first token is among the model's top k next-token predictions. "
+    "`topk_word_acc`: every target token is in the top k (the whole word).",
+    "`ppl`: perplexity of the target tokens given the context.",
+]
+
+
+def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: dict,
+           figures: list[tuple[str, str]]) -> str:
+    """The whole report. `params`: the params used, keyed as in dvc.yaml (`coco.source`,
+    `detector`, ...); `figures`: [(title, png path relative to the report)]."""
+    k = next(iter(llm.values()))["k"]
+    src = {"coco.source": params["coco.source"], "detector.source": params["detector"]["source"],
+           "lambada.source": params["lambada.source"], "llm.source": params["llm.source"]}
+    parts = ["# Results: what compression does to a detector and a language model", "",
+             "## Data and model sources", ""]
+    parts += [f"- `{name}`: **{value}**" for name, value in src.items()]
+    notes = caveats(params, det)
+    if notes:
+        parts += ["", "## Caveats", ""] + [f"- {line}" for line in notes]
+    published = {"published float, full COCO (TF1 zoo)": {"AP": PUBLISHED_MAP / 100}}
+    parts += ["", "## Detector (SSD MobileNet v2, LiteRT)", ""]
+    parts += tables(det, DETECTOR_METRICS, extra=published)
+    parts += ["## Language model (GPTQ)", ""] + tables(llm, LLM_METRICS, k)
+    parts += [f"`acc` is `lambada_openai`-style (definition below); top-k uses k = {k}.", "",
+              "## Differences within the noise", "",
+              "Brackets are 95% bootstrap intervals over the evaluated images or examples. "
+              "These pairs of variants have overlapping intervals, so this sample does not "
+              "resolve their difference:", ""]
+    same = overlaps(det, DETECTOR_METRICS) + overlaps(llm, LLM_METRICS)
+    parts += [f"- {line}" for line in same] or ["- none: every difference is resolved."]
+    parts += ["", "## Figures", ""]
+    parts += [f"![{title}]({path})\n" for title, path in figures]
+    parts += ["## Metric definitions and references", ""] + [f"- {r}" for r in REFERENCES]
+    parts += ["", "## Params used", "", "```yaml",
+              yaml.safe_dump(params, sort_keys=False).rstrip(), "```", "",
+              "## Machine (recorded by the benchmark stages)", ""]
+    parts += [f"- {key}: {value}" for key, value in machine.items()]
+    return "\n".join(parts) + "\n"

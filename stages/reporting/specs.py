@@ -1,0 +1,66 @@
+"""What every reported metric means: its key, label and unit, which direction is better, the
+file it comes from, and whether it carries a 95% interval (`<key>_ci95` beside it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str                     # table/axis label with unit; "{k}" is replaced by top-k's k
+    higher_is_better: bool | None  # None: descriptive (a count, a setting), kept out of summary.json
+    source: str = "eval"           # file it is read from: eval | bench | agreement | quantize
+    scale: float = 1.0             # display factor (0..1 accuracies are shown in %)
+    fmt: str = ".2f"
+    nullable: bool = False         # may be null (AP without ground truth, quantize info of base)
+    group: str = "cost"            # report table: accuracy | cost (speed, size); info if no direction
+    ci: bool = False               # carries `<key>_ci95: [low, high]` (95%, bootstrap)
+    kind: str = "number"           # number | text | bool
+
+
+_AP = dict(scale=100.0, fmt=".1f", nullable=True, group="accuracy")
+_BENCH = dict(source="bench")
+DETECTOR_METRICS = (
+    Metric("AP", "COCO AP@[.5:.95] (%)", True, ci=True, **_AP),
+    Metric("AP50", "AP50 (%)", True, ci=True, **_AP),
+    Metric("AP75", "AP75 (%)", True, **_AP),
+    Metric("AP_small", "AP small (%)", True, **_AP),
+    Metric("AP_medium", "AP medium (%)", True, **_AP),
+    Metric("AP_large", "AP large (%)", True, **_AP),
+    Metric("AR100", "AR@100 (%)", True, **_AP),
+    Metric("agreement_mAP", "agreement mAP vs float32 (%)", True, "agreement", 100.0, ".1f",
+           nullable=True, group="accuracy", ci=True),
+    Metric("agreement_AP50", "agreement AP50 vs float32 (%)", True, "agreement", 100.0, ".1f",
+           nullable=True, group="accuracy", ci=True),
+    Metric("latency_ms_median", "invoke latency median (ms)", False, **_BENCH),
+    Metric("latency_ms_p90", "invoke latency p90 (ms)", False, **_BENCH),
+    Metric("invoke_per_s", "invokes/s", True, fmt=".1f", **_BENCH),
+    Metric("images_per_s", "images/s end to end", True, fmt=".1f", **_BENCH),
+    Metric("e2e_over_invoke", "end-to-end ÷ bare-invoke throughput", True, **_BENCH),
+    Metric("size_mb", "model size (MB)", False, **_BENCH),
+    Metric("runtime", "runtime", None, fmt="", kind="text"),
+    Metric("precision", "precision", None, fmt="", kind="text"),
+    Metric("has_ground_truth", "ground truth", None, fmt="", kind="bool"),
+    Metric("num_images", "images", None, fmt="d"),
+    Metric("threads", "threads", None, fmt="d", **_BENCH),
+)
+_ACC = dict(scale=100.0, fmt=".1f", group="accuracy", ci=True)
+LLM_METRICS = (
+    Metric("acc", "LAMBADA acc (%)", True, **_ACC),
+    Metric("topk_acc", "top-{k} first-token acc (%)", True, **_ACC),
+    Metric("topk_word_acc", "top-{k} whole-word acc (%)", True, **_ACC),
+    Metric("ppl", "target-word perplexity", False, group="accuracy", ci=True),
+    Metric("decode_tokens_per_s", "decode tokens/s", True, fmt=".1f", **_BENCH),
+    Metric("prefill_tokens_per_s", "prefill tokens/s", True, fmt=".0f", **_BENCH),
+    Metric("eval_examples_per_s", "scoring examples/s", True, **_BENCH),
+    Metric("size_mb", "size on disk (MB)", False),
+    Metric("param_mb", "weights in memory (MB)", False),
+    Metric("quant_time_s", "GPTQ time (s)", False, "quantize", fmt=".1f", nullable=True),
+    Metric("bits", "bits", None, fmt="g"),
+    Metric("group_size", "group size", None, "quantize", fmt="d", nullable=True),
+    Metric("k", "k", None, fmt="d"),
+    Metric("num_examples", "examples", None, fmt="d"),
+)
+
+PUBLISHED_MAP = 22.0  # COCO mAP, TF1 detection model zoo, ssd_mobilenet_v2_coco_2018_03_29

@@ -1,0 +1,78 @@
+"""Hand-made metric files of exactly the shape the stages write (built through the same
+pydantic schemas), and a full valid params dict."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from stages.schema import metrics as M
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+MACHINE = {"cpu": "Test CPU 9000", "logical_cores": 2, "usable_cores": 2, "os": "Linux",
+           "python": "3.11.7", "libraries": {"torch": "2.13.0", "dvc": "3.67.1"}}
+DET = {  # variant: (size_mb, latency median ms, agreement mAP, AP with ground truth)
+    "float32": (16.7, 31.0, 1.0, 0.215), "float16": (8.4, 33.5, 0.981, 0.214),
+    "int8": (4.7, 19.2, 0.803, 0.192)}
+LLM = {  # variant: (size_mb, acc, decode tokens/s)
+    "base": (538.1, 0.352, 38.2), "int8": (181.4, 0.350, 11.9), "int4": (112.6, 0.322, 12.6),
+    "int2": (78.3, 0.014, 12.9)}
+
+
+def ci(v: float, half: float = 0.02) -> tuple[float, float]:
+    return (round(v - half, 4), round(v + half, 4))
+
+
+def det_eval(variant: str, ground_truth: bool) -> M.DetEval:
+    ap = DET[variant][3]
+    aps = {key: (ap * f if ground_truth else None) for key, f in (
+        ("AP", 1), ("AP50", 1.6), ("AP75", 1.0), ("AP_small", 0.1), ("AP_medium", 0.7),
+        ("AP_large", 2.0), ("AR100", 1.2))}
+    cis = {"AP_ci95": ci(ap), "AP50_ci95": ci(ap * 1.6)} if ground_truth else {}
+    return M.DetEval(runtime="litert", precision=variant, has_ground_truth=ground_truth,
+                     num_images=50 if ground_truth else 20, num_detections=900, **aps, **cis)
+
+
+def det_bench(variant: str) -> M.DetBench:
+    size, lat, _, _ = DET[variant]
+    return M.DetBench(runtime="litert", precision=variant, threads=2, latency_ms_median=lat,
+                      latency_ms_p90=lat * 1.12, invoke_per_s=1000 / lat, images_per_s=800 / lat,
+                      e2e_over_invoke=0.8, size_mb=size, num_images=20, machine=MACHINE)
+
+
+def lm_eval(variant: str) -> M.LmEval:
+    size, acc, _ = LLM[variant]
+    return M.LmEval(bits=32 if variant == "base" else int(variant[3:]), acc=acc,
+                    acc_stderr=0.02, acc_ci95=ci(acc), topk_acc=min(1, acc * 1.9),
+                    topk_acc_ci95=ci(min(1, acc * 1.9)), topk_word_acc=min(1, acc * 1.5),
+                    topk_word_acc_ci95=ci(min(1, acc * 1.5)), ppl=18.0 / max(acc, 0.01),
+                    ppl_ci95=ci(18.0 / max(acc, 0.01), 2.0), k=5, num_examples=500,
+                    size_mb=size, param_mb=size * 0.98, kernels={"Linear": 211})
+
+
+def lm_bench(variant: str) -> M.LmBench:
+    decode = LLM[variant][2]
+    return M.LmBench(device="cpu", threads=2, decode_tokens_per_s=decode,
+                     prefill_tokens_per_s=decode * 20, eval_examples_per_s=decode / 3,
+                     kernels={"Linear": 211}, machine=MACHINE)
+
+
+def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Path:
+    """metrics/{detector,llm}/... as det_eval, det_bench, det_agreement, lm_eval, lm_bench and
+    lm_quantize write them."""
+    for v in DET:
+        M.write(root / "detector" / "eval" / f"{v}.json", det_eval(v, ground_truth))
+        M.write(root / "detector" / "bench" / f"{v}.json", det_bench(v))
+    M.write(root / "detector" / "agreement.json", M.AgreementFile({
+        v: M.Agreement(agreement_mAP=a, agreement_mAP_ci95=ci(min(a, 0.98)),
+                       agreement_AP50=min(1, a * 1.05), agreement_AP50_ci95=ci(min(a, 0.98)))
+        for v, (_, _, a, _) in DET.items()}))
+    gptq = [f"int{b}" for b in bits]
+    for name, variants in (("base", ["base"]), ("gptq", gptq)):
+        M.write(root / "llm" / "eval" / f"{name}.json", M.LmEvalFile({v: lm_eval(v) for v in variants}))
+        M.write(root / "llm" / "bench" / f"{name}.json", M.LmBenchFile({v: lm_bench(v) for v in variants}))
+    M.write(root / "llm" / "quantize.json", M.LmQuantizeFile({
+        v: M.LmQuantize(bits=int(v[3:]), group_size=64, quant_time_s=40.0 + int(v[3:]),
+                        size_mb=LLM[v][0]) for v in gptq}))
+    return root
