@@ -108,7 +108,7 @@ def test_pipeline_metrics(work, offline_scores):
     assert int8.ppl == pytest.approx(b.ppl, rel=0.1)   # int8 barely moves the perplexity
 
 
-def test_bench(work, base, gptq, offline):
+def test_bench(work, base, gptq, offline, offline_scores):
     p = params_file(work, "bench.yaml")
     for name, folder in [("base", base), ("gptq", gptq)]:
         out = work / f"bench-{name}.json"
@@ -117,9 +117,11 @@ def test_bench(work, base, gptq, offline):
         for variant, m in M.read(out, M.LmBenchFile).root.items():
             print(f"{variant}: decode {m.decode_tokens_per_s:.1f} tok/s, prefill "
                   f"{m.prefill_tokens_per_s:.0f} tok/s, {m.eval_examples_per_s:.2f} examples/s")
-            # even on 2 shared cores a 135M model decodes more than a token a second
-            assert m.decode_tokens_per_s > 1 and m.prefill_tokens_per_s > m.decode_tokens_per_s
-            assert m.eval_examples_per_s > 0.2
+            # no absolute floor: the figures follow the machine's load (2 shared cores here
+            # gave 0.2-13 decode tokens/s for the same model). A 64-token batch-1 forward
+            # always yields more tokens/s than one-token decode steps.
+            assert m.prefill_tokens_per_s > m.decode_tokens_per_s
+            assert m.kernels == json.loads((work / f"{name}.json").read_text())[variant]["kernels"]
 
 
 @pytest.fixture(scope="module")

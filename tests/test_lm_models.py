@@ -379,6 +379,7 @@ def no_model_loads(monkeypatch):
     ("damp_percent", 1.5, "quant.damp_percent"),
     ("desc_act", "yes", "quant.desc_act"),
     ("device", "tpu", "quant.device"),
+    ("threads", 0, "quant.threads"),
 ])
 def test_bad_quant_params_fail_before_any_model_loads(tmp_path, no_model_loads, key, value, match):
     calib = write_jsonl(tmp_path / "calib.jsonl", CALIB)
