@@ -184,7 +184,7 @@ def test_browser_that_fails_to_start_is_a_clear_error(workdir, monkeypatch):
 
 
 def test_label_positions_keep_close_labels_apart():
-    from stages.reporting.geometry import label_positions, pareto
+    from stages.reporting.geometry import label_positions
     assert label_positions([(0.1, 0.1), (0.9, 0.9)]) == ["middle right", "middle right"]
     assert label_positions([(0.80, 0.90), (0.85, 0.91)]) == ["middle left", "middle right"]
     assert label_positions([(0.50, 0.90), (0.51, 0.85)]) == ["top center", "bottom center"]
