@@ -44,29 +44,25 @@ def load_detector(root: Path, variants: list[str]) -> tuple[dict[str, dict], dic
 
 
 def load_llm(root: Path, variants: list[str]) -> tuple[dict[str, dict], dict]:
-    """Rows of eval + bench (+ quantize for GPTQ widths) per variant, and the machine record."""
-    def read(kind: str, name: str, schema):
-        return root / "llm" / kind / f"{name}.json", M.read(root / "llm" / kind / f"{name}.json", schema)
+    """Rows of eval + bench (+ quantize for GPTQ widths) per variant, and the machine record.
+    Each file is read once, and only when a listed variant needs it."""
+    docs: dict[Path, object] = {}
 
-    files = {("eval", "base"): read("eval", "base", M.LmEvalFile),
-             ("bench", "base"): read("bench", "base", M.LmBenchFile)}
-    if len(variants) > 1:
-        files[("eval", "gptq")] = read("eval", "gptq", M.LmEvalFile)
-        files[("bench", "gptq")] = read("bench", "gptq", M.LmBenchFile)
-        quant_path = root / "llm" / "quantize.json"
-        quant = M.read(quant_path, M.LmQuantizeFile)
+    def entry(rel: str, schema, variant: str) -> dict:
+        path = root / "llm" / rel
+        if path not in docs:
+            docs[path] = M.read(path, schema)
+        return _entry(docs[path], variant, path).model_dump()
+
     rows, machine = {}, {}
     for v in variants:
         group = "base" if v == "base" else "gptq"
-        row = _entry(files[("eval", group)][1], v, files[("eval", group)][0]).model_dump()
-        bench = _entry(files[("bench", group)][1], v, files[("bench", group)][0]).model_dump()
+        row = entry(f"eval/{group}.json", M.LmEvalFile, v)
+        bench = entry(f"bench/{group}.json", M.LmBenchFile, v)
         machine = bench.pop("machine")
-        row.update({k: val for k, val in bench.items() if k != "kernels"})
-        row["bench_kernels"] = bench["kernels"]
-        if v == "base":
-            row.update(quant_time_s=None, group_size=None)
-        else:
-            q = _entry(quant, v, quant_path).model_dump()
-            row.update(quant_time_s=q["quant_time_s"], group_size=q["group_size"])
+        row["bench_kernels"] = bench.pop("kernels")
+        row.update(bench)
+        q = {} if v == "base" else entry("quantize.json", M.LmQuantizeFile, v)
+        row.update(quant_time_s=q.get("quant_time_s"), group_size=q.get("group_size"))
         rows[v] = row
     return rows, machine
