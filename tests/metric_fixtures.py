@@ -55,7 +55,11 @@ def lm_bench(variant: str) -> M.LmBench:
     decode = LLM[variant][2]
     return M.LmBench(device="cpu", threads=2, decode_tokens_per_s=decode,
                      prefill_tokens_per_s=decode * 20, eval_examples_per_s=decode / 3,
-                     kernels={"Linear": 211}, machine=MACHINE)
+                     kernels={"Linear": 211} if variant == "base" else
+                     {"Linear": 1, "TorchLinear": 210}, machine=MACHINE,
+                     sweep={} if variant == "base" else {
+                         "gptq_torch": {"decode_tokens_per_s": decode, "prefill_tokens_per_s": decode * 20},
+                         "gptq_torch_aten": {"unsupported": "runs [4] bits on ['cpu']"}})
 
 
 def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Path:

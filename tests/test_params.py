@@ -54,6 +54,10 @@ def test_repo_params_are_valid():
     ("lambada.min_words", 500, "min_words must be <= max_words"),
     ("llm.revision", "main", "llm.revision: String should match pattern"),
     ("bench_det.threads", 0, "bench_det.threads"),
+    ("eval_lm.backend", "gptq_fast", "eval_lm.backend: unknown GPTQ kernel 'gptq_fast'"),
+    ("eval_lm.backend", "gptq_torch_aten", "kernel gptq_torch_aten cannot run 8-bit weights"),
+    ("eval_lm.backend", "gptq_marlin", "kernel gptq_marlin runs on ['cuda'], not cpu"),
+    ("eval_lm.backend", {8: "gptq_torch", 4: "gptq_torch_aten"}, "names no kernel for 2-bit weights"),
 ])
 def test_bad_params_are_one_line_errors(path, value, message):
     with pytest.raises(PipelineError) as exc:

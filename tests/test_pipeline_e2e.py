@@ -23,7 +23,9 @@ TINY = {  # every stage runs, each in seconds to a minute on 2 cores
     "lambada": {"calib_articles": 64},
     "quant": {"bits": [8], "calib_size": 4, "calib_seq_len": 16},
     "eval_lm": {"limit": 12, "batch_size": 4},
-    "bench_lm": {"decode_tokens": 4, "prefill_tokens": 16, "speed_repeats": 1, "score_examples": 4},
+    "bench_lm": {"decode_tokens": 4, "prefill_tokens": 16, "speed_repeats": 1, "score_examples": 4,
+                 "sweep": {"kernels": ["gptq_torch"], "decode_tokens": 2, "prefill_tokens": 8,
+                           "repeats": 1}},
 }
 DATA_STAGES = ("coco_data", "det_export", "lambada_data", "lm_export")
 

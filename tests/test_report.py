@@ -49,8 +49,15 @@ def test_every_variant_and_metric_is_in_the_report(offline_report):
     for m in DETECTOR_METRICS + LLM_METRICS:
         assert f" {label(m, 5)} |" in offline_report, m.key
     # each variant appears in the three tables of its family: accuracy, speed/size, settings
-    assert len(table_rows(offline_report, "`int8`")) == 6
-    assert len(table_rows(offline_report, "`int2`")) == 3
+    # (GPTQ widths also in the kernel sweep's table)
+    assert len(table_rows(offline_report, "`int8`")) == 7
+    assert len(table_rows(offline_report, "`int2`")) == 4
+
+
+def test_kernel_sweep_table_lists_only_kernels_that_ran(offline_report):
+    sweep = offline_report.split("### GPTQ kernels")[1].split("\n## ")[0]
+    assert "| `int4` | `gptq_torch` |" in sweep and "| 1.00 |" in sweep
+    assert "gptq_torch_aten" not in sweep   # recorded as unsupported in the fixture
 
 
 def test_values_are_formatted_with_units(offline_report):

@@ -8,25 +8,26 @@ Medians after a warm-up; the file records the kernels, the machine and library v
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-from stages.core.errors import PipelineError, run_main, timed
+from stages.core.errors import run_main, timed
 from stages.datasets.lambada import read_texts
+from stages.meters.kernel_sweep import sweep
 from stages.meters.lm_speed import speeds
 from stages.meters.machine import record
 from stages.runtimes import torch_lm as R
 from stages.schema import metrics as M, params as P
 from stages.tasks import lambada as S
 
-PARAMS = ("bench_lm", "eval_lm.batch_size", "eval_lm.k")
+PARAMS = ("bench_lm", "eval_lm.backend", "eval_lm.batch_size", "eval_lm.k")
 
 
-def bench(folder: Path, texts: list[str], cfg: dict, batch_size: int, k: int) -> M.LmBench:
+def bench(folder: Path, texts: list[str], cfg: dict, ev: dict) -> M.LmBench:
     import torch
 
-    model, tok = R.load(folder, cfg["device"])
+    batch_size, k = ev["batch_size"], ev["k"]
+    model, tok = R.load(folder, cfg["device"], ev["backend"])
     reqs = S.encode_examples(tok, texts[:cfg["score_examples"]],
                              getattr(model.config, "max_position_embeddings", 2048))
     with torch.inference_mode():
@@ -35,8 +36,11 @@ def bench(folder: Path, texts: list[str], cfg: dict, batch_size: int, k: int) ->
         R.score_all(model, reqs, R.pad_id(tok), batch_size, k)
         seconds = time.perf_counter() - t0
         speed = speeds(model, tok, texts, cfg)
+    kernels = R.kernels(model)
+    del model
+    swept = sweep(folder, R.bits_of(folder), texts, cfg) if R.bits_of(folder) < 32 else {}
     return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed,
-                     eval_examples_per_s=len(reqs) / seconds, kernels=R.kernels(model),
+                     eval_examples_per_s=len(reqs) / seconds, kernels=kernels, sweep=swept,
                      machine=record(gpu=cfg["device"] == "cuda"))
 
 
@@ -50,16 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = p["bench_lm"]
     variants = R.discover(args.models)
     texts = read_texts(args.data, 0)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
-    if cfg["device"] == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("bench_lm.device=cuda but no CUDA device is available")
-    torch.set_num_threads(cfg["threads"])
+    R.setup(cfg["device"], cfg["threads"], "bench_lm.device")
     rows = {}
     for name, folder in variants.items():
         with timed(f"timing {name}"):
-            rows[name] = bench(folder, texts, cfg, p["eval_lm"]["batch_size"], p["eval_lm"]["k"])
+            rows[name] = bench(folder, texts, cfg, p["eval_lm"])
     M.write(args.out, M.LmBenchFile(rows))
 
 

@@ -7,10 +7,9 @@ Deterministic and independent of batch size; speed is measured by lm_bench.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from stages.core.errors import PipelineError, run_main, timed
+from stages.core.errors import run_main, timed
 from stages.core.files import dir_size_mb
 from stages.core.numerics import pin_cpu_numerics
 from stages.datasets.lambada import read_texts
@@ -25,7 +24,7 @@ PARAMS = ("eval_lm", "bootstrap")
 def evaluate(folder: Path, texts: list[str], cfg: dict, boot: dict, naive: bool = False) -> M.LmEval:
     import torch
 
-    model, tok = R.load(folder, cfg["device"])
+    model, tok = R.load(folder, cfg["device"], cfg["backend"])
     reqs = S.encode_examples(tok, texts, getattr(model.config, "max_position_embeddings", 2048))
     with torch.inference_mode():
         scores = R.score_all(model, reqs, R.pad_id(tok), cfg["batch_size"], cfg["k"], naive)
@@ -46,13 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = p["eval_lm"]
     variants = R.discover(args.models)
     texts = read_texts(args.data, cfg["limit"])
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pin_cpu_numerics(cfg["threads"])  # accuracy must not depend on the CPU's kernel paths
-    import torch
-
-    if cfg["device"] == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("eval_lm.device=cuda but no CUDA device is available")
-    torch.set_num_threads(cfg["threads"])
+    R.setup(cfg["device"], cfg["threads"], "eval_lm.device")
     rows = {}
     for name, folder in variants.items():
         with timed(f"evaluating {name} on {len(texts)} examples"):

@@ -61,6 +61,7 @@ def load_llm(root: Path, variants: list[str]) -> tuple[dict[str, dict], dict]:
         bench = entry(f"bench/{group}.json", M.LmBenchFile, v)
         machine = bench.pop("machine")
         row["bench_kernels"] = bench.pop("kernels")
+        row["kernel_sweep"] = bench.pop("sweep")
         row.update(bench)
         q = {} if v == "base" else entry("quantize.json", M.LmQuantizeFile, v)
         row.update(quant_time_s=q.get("quant_time_s"), group_size=q.get("group_size"))

@@ -2,6 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
+from stages.reporting.kernels import sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.tables import cell, label
 
@@ -23,6 +24,10 @@ def render(summary: dict, k: int) -> str:
     lines += _table(summary["detector"], DETECTOR_METRICS, DET_KEYS)
     lines += ["", f"Language model (brackets: 95% bootstrap interval over examples; k = {k}):", ""]
     lines += _table(summary["llm"], LLM_METRICS, LLM_KEYS, k)
+    sweep = sweep_table(summary.get("llm_kernel_sweep", {}))
+    if sweep:
+        lines += ["", "GPTQ kernels on this CPU (lm_bench's sweep, a shorter protocol than the "
+                  "rows above; eval_lm.backend picks one per width):", ""] + sweep
     return "\n".join(lines + ["", END])
 
 

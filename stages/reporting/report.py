@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import yaml
 
+from stages.reporting.kernels import sweep_summary, sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, PUBLISHED_MAP
 from stages.reporting.tables import overlaps, tables
 
@@ -61,7 +62,11 @@ def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: di
     parts += ["", "## Detector (SSD MobileNet v2, LiteRT)", ""]
     parts += tables(det, DETECTOR_METRICS, extra=published)
     parts += ["## Language model (GPTQ)", ""] + tables(llm, LLM_METRICS, k)
-    parts += [f"`acc` is `lambada_openai`-style (definition below); top-k uses k = {k}.", "",
+    parts += [f"`acc` is `lambada_openai`-style (definition below); top-k uses k = {k}.", ""]
+    sweep = sweep_table(sweep_summary(llm))
+    if sweep:
+        parts += ["### GPTQ kernels (short protocol: bench_lm.sweep)", ""] + sweep + [""]
+    parts += [
               "## Differences within the noise", "",
               "Brackets are 95% bootstrap intervals over the evaluated images or examples. "
               "These pairs of variants have overlapping intervals, so this sample does not "

@@ -3,12 +3,15 @@ quantization config selects, the kernels each layer actually runs, and batched s
 from __future__ import annotations
 
 import collections
+import json
+import os
 import re
 from pathlib import Path
 
 from tqdm import tqdm
 
 from stages.core.errors import PipelineError
+from stages.schema.kernels import AUTO, KERNELS, kernel_for
 from stages.tasks import lambada as S
 
 
@@ -23,12 +26,38 @@ def discover(models: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(subs, key=lambda d: -int(d.name[3:]))}
 
 
-def load(folder, device: str):
+def setup(device: str, threads: int, key: str) -> None:
+    """Offline hub, the device checked, torch's intra-op threads set (`key` names the param)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PipelineError(f"{key}=cuda but no CUDA device is available")
+    torch.set_num_threads(threads)
+
+
+def bits_of(folder) -> int:
+    """Weight bits of a model folder, from its config (32 when not quantized)."""
+    qc = json.loads((Path(folder) / "config.json").read_text()).get("quantization_config")
+    return int(qc["bits"]) if qc else 32
+
+
+def load(folder, device: str, backend: str | dict = AUTO):
+    """Model and tokenizer. A GPTQ folder loads with the kernel `backend` names for its width
+    (eval_lm.backend); the layers must then really be that kernel's, never a fallback."""
     import torch  # noqa: F401  (transformers needs it imported first for device maps)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
 
     tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, device_map=device).eval()
+    qc = json.loads((Path(folder) / "config.json").read_text()).get("quantization_config")
+    if not qc:
+        return AutoModelForCausalLM.from_pretrained(folder, device_map=device).eval(), tok
+    name = kernel_for(backend, qc["bits"])
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, device_map=device, quantization_config=GPTQConfig(bits=qc["bits"], backend=name)).eval()
+    ran = kernels(model)
+    if name != AUTO and set(ran) - {"Linear"} != {KERNELS[name].layer}:
+        raise PipelineError(f"{folder}: asked for kernel {name} but the layers run {ran}")
     return model, tok
 
 

@@ -83,6 +83,7 @@ class LmBench(Record):
     prefill_tokens_per_s: float = Field(gt=0)
     eval_examples_per_s: float = Field(gt=0)
     kernels: dict[str, int]   # layer class -> how many layers ran it, e.g. {"TorchAtenLinear": 210}
+    sweep: dict[str, dict[str, float | str]]  # GPTQ kernel -> its tok/s (short protocol) or why not
     machine: dict
 
 

@@ -1,19 +1,15 @@
 """The one typed schema of params.yaml: every knob's type, bounds and choices, declared once
-(pydantic, extra keys forbidden). params.yaml's comments say what each knob does."""
+(pydantic, extra keys forbidden). params.yaml's comments say what each knob does. The
+language-model sections live in params_lm.py."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-
-def _listify(value: Any) -> Any:
-    """`dvc exp run -S quant.bits=4` turns a list into a scalar: accept both."""
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+from stages.schema import kernels
+from stages.schema.params_lm import BenchLm, EvalLm, Lambada, Llm, Quant
+from stages.schema.section import Section, listify
 
 
 class CocoLocal(Section):
@@ -38,7 +34,7 @@ Precision = Literal["float32", "float16", "int8", "dynamic_int8"]
 
 class Detector(Section):
     source: Literal["package", "official"]
-    precisions: Annotated[list[Precision], BeforeValidator(_listify)]
+    precisions: Annotated[list[Precision], BeforeValidator(listify)]
     calib_size: int = Field(ge=1)
     score_threshold: float = Field(ge=0, le=1)
     iou_threshold: float = Field(gt=0, le=1)
@@ -64,63 +60,6 @@ class BenchDet(Section):
     latency_runs: int = Field(ge=1)
 
 
-class Lambada(Section):
-    source: Literal["offline", "local", "official"]
-    local_path: str
-    calib_articles: int = Field(ge=1)
-    min_words: int = Field(ge=1)
-    max_words: int = Field(ge=2)
-    min_target_len: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _words(self):
-        if self.min_words > self.max_words:
-            raise ValueError("min_words must be <= max_words")
-        return self
-
-
-class Llm(Section):
-    source: Literal["package", "hub"]
-    hub_id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
-    revision: str = Field(pattern=r"^[0-9a-f]{40}$")  # a pinned commit of hub_id
-
-
-class Quant(Section):
-    bits: Annotated[list[Literal[2, 3, 4, 8]], BeforeValidator(_listify)]
-    group_size: int
-    calib_size: int = Field(ge=1)
-    calib_seq_len: int = Field(ge=8)
-    damp_percent: float = Field(gt=0, lt=1)
-    desc_act: bool
-    device: Literal["cpu", "cuda"]
-    threads: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _check(self):
-        if not self.bits or len(set(self.bits)) != len(self.bits):
-            raise ValueError("bits must be distinct values from (2, 3, 4, 8)")
-        if self.group_size <= 0 and self.group_size != -1:
-            raise ValueError(f"group_size must be > 0 or -1 (one group per row), got {self.group_size}")
-        return self
-
-
-class EvalLm(Section):
-    k: int = Field(ge=1)
-    limit: int = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    device: Literal["cpu", "cuda"]
-    threads: int = Field(ge=1)
-
-
-class BenchLm(Section):
-    device: Literal["cpu", "cuda"]
-    threads: int = Field(ge=1)
-    decode_tokens: int = Field(ge=1)
-    prefill_tokens: int = Field(ge=1)
-    speed_repeats: int = Field(ge=1)
-    score_examples: int = Field(ge=1)
-
-
 class Params(Section):
     seed: int = Field(ge=0)
     coco: Coco
@@ -132,3 +71,12 @@ class Params(Section):
     quant: Quant
     eval_lm: EvalLm
     bench_lm: BenchLm
+
+    @model_validator(mode="after")
+    def _kernels(self):
+        for section in (self.eval_lm, self.bench_lm):  # lm_bench times eval_lm's kernel
+            try:
+                kernels.check(self.eval_lm.backend, self.quant.bits, section.device)
+            except ValueError as exc:
+                raise ValueError(f"eval_lm.backend: {exc}") from None
+        return self
