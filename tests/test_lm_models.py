@@ -316,13 +316,19 @@ class SlowTokenizer:
 BENCH = {"decode_tokens": 8, "prefill_tokens": 64, "speed_repeats": 3}
 
 
+def estimate_meter():
+    from stages.meters.energy import open_meter
+    return open_meter({"method": "estimate", "idle_s": 0.0, "tdp_w": None, "watts_per_core": 4.0})
+
+
 def test_speed_excludes_tokenization_and_decodes_exactly(tiny, monkeypatch):
     """Regression: the original project timed tokenization inside prefill tokens/s; and
     decoding must not stop at EOS (that would inflate tokens/s)."""
     model, tok = R.load(tiny, "cpu")
     slow = SlowTokenizer(tok)
     with torch.inference_mode():
-        speed = lm_speed.speeds(model, slow, TEXTS * 3, BENCH)
+        speed, energy = lm_speed.speeds(model, slow, TEXTS * 3, BENCH, estimate_meter())
+    assert energy["energy_decode"]["unit"] == "token" and energy["energy_prefill"]["units"] == 64 * 3
     assert slow.calls == 1                                 # tokenized once, before any timing
     assert speed["prefill_tokens_per_s"] > 64 / 0.2 * 3    # far above what 0.2 s allows
 
@@ -339,17 +345,17 @@ def test_speed_excludes_tokenization_and_decodes_exactly(tiny, monkeypatch):
         new_tokens.append(out.shape[1] - a[0].shape[1])
         return out
 
-    def timed(fn, repeats, sync):   # one call instead of warm-up + repeats; 0.5 s "each"
-        fn()
-        return 0.5
+    class OnceMeter:   # one call instead of warm-up + repeats; 0.5 s "each"
+        def repeats(self, fn, repeats, units, unit, sync, warmup=1):
+            fn()
+            return None, [0.5], {"j_per_unit": 1.0}
 
     monkeypatch.setattr(model, "generate", generate)
-    monkeypatch.setattr(lm_speed, "median_time", timed)
     real_forward = model.forward
     monkeypatch.setattr(model, "forward", lambda *a, **kw: forwards.append(kw["input_ids"].shape)
                         or real_forward(*a, **kw))
     with torch.inference_mode():
-        speed = lm_speed.speeds(model, tok, TEXTS * 3, BENCH)
+        speed, _ = lm_speed.speeds(model, tok, TEXTS * 3, BENCH, OnceMeter())
     assert new_tokens == [8]                                 # exactly decode_tokens, EOS or not
     assert forwards[0] == (1, 64)                            # prefill: one batch-1 forward of 64
     assert speed == {"decode_tokens_per_s": 8 / 0.5, "prefill_tokens_per_s": 64 / 0.5}

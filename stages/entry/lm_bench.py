@@ -14,16 +14,18 @@ from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main, timed
 from stages.datasets.lambada import read_texts
+from stages.meters import energy as E
 from stages.meters.lm_speed import speeds
 from stages.meters.machine import record
 from stages.runtimes import torch_lm as R
 from stages.schema import metrics as M, params as P
 from stages.tasks import lambada as S
 
-PARAMS = ("bench_lm", "eval_lm.batch_size", "eval_lm.k")
+PARAMS = ("bench_lm", "eval_lm.batch_size", "eval_lm.k") + E.PARAMS
 
 
-def bench(folder: Path, texts: list[str], cfg: dict, batch_size: int, k: int) -> M.LmBench:
+def bench(folder: Path, texts: list[str], cfg: dict, batch_size: int, k: int,
+          meter: E.Meter) -> M.LmBench:
     import torch
 
     model, tok = R.load(folder, cfg["device"])
@@ -34,8 +36,8 @@ def bench(folder: Path, texts: list[str], cfg: dict, batch_size: int, k: int) ->
         t0 = time.perf_counter()
         R.score_all(model, reqs, R.pad_id(tok), batch_size, k)
         seconds = time.perf_counter() - t0
-        speed = speeds(model, tok, texts, cfg)
-    return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed,
+        speed, energy = speeds(model, tok, texts, cfg, meter)
+    return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed, **energy,
                      eval_examples_per_s=len(reqs) / seconds, kernels=R.kernels(model),
                      machine=record(gpu=cfg["device"] == "cuda"))
 
@@ -56,10 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     if cfg["device"] == "cuda" and not torch.cuda.is_available():
         raise PipelineError("bench_lm.device=cuda but no CUDA device is available")
     torch.set_num_threads(cfg["threads"])
+    meter = E.open_meter(p["energy"], cfg["device"])
     rows = {}
     for name, folder in variants.items():
         with timed(f"timing {name}"):
-            rows[name] = bench(folder, texts, cfg, p["eval_lm"]["batch_size"], p["eval_lm"]["k"])
+            rows[name] = bench(folder, texts, cfg, p["eval_lm"]["batch_size"], p["eval_lm"]["k"],
+                               meter)
     M.write(args.out, M.LmBenchFile(rows))
 
 

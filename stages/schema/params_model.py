@@ -2,7 +2,7 @@
 (pydantic, extra keys forbidden). params.yaml's comments say what each knob does."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -121,6 +121,15 @@ class BenchLm(Section):
     score_examples: int = Field(ge=1)
 
 
+class Energy(Section):
+    method: Literal["auto", "nvml", "rapl", "estimate"]
+    idle_s: float = Field(ge=0, le=60)                  # idle window before each timed series
+    tdp_w: Optional[float] = Field(default=None, gt=0)  # CPU TDP for `estimate` (null: codecarbon's table)
+    watts_per_core: Optional[float] = Field(default=None, gt=0)  # overrides tdp_w
+    grid_gco2_per_kwh: float = Field(ge=0)              # carbon intensity of the grid
+    grid_country: Optional[str] = Field(default=None, pattern=r"^[A-Za-z]{3}$")  # ISO alpha-3
+
+
 class Params(Section):
     seed: int = Field(ge=0)
     coco: Coco
@@ -132,3 +141,4 @@ class Params(Section):
     quant: Quant
     eval_lm: EvalLm
     bench_lm: BenchLm
+    energy: Energy
