@@ -171,6 +171,7 @@ def test_gptq_quantizes_at_8_4_2_bits(gptq, tiny):
         assert qc["bits"] == m.bits == int(name[3:]) and qc["group_size"] == m.group_size == 64
         assert qc.get("dataset") is None            # no calibration ids saved
         assert m.size_mb == pytest.approx(dir_size_mb(folder), abs=0.01) and m.quant_time_s > 0
+        assert m.compress_energy.unit == "run" and m.compress_energy.joules > 0  # GPTQ's window
         state = load_state(folder)
         assert {k.rsplit(".", 1)[0] for k in state if k.endswith(".qweight")} == linear
         assert "lm_head.weight" in state and state["lm_head.weight"].dtype == torch.float32
@@ -253,6 +254,10 @@ def test_eval_of_base_and_quantized_folders(gptq, tiny, tmp_path, eager):
     assert res["int8"].acc == b.acc and res["int8"].ppl == pytest.approx(b.ppl, rel=1e-3)
     assert res["int8"].ppl < res["int4"].ppl < res["int2"].ppl
     assert res["int4"].acc >= b.acc - 0.1
+    for m in [b, *res.values()]:  # energy of the scoring loop, per example, one window
+        e = m.energy_eval
+        assert e.unit == "example" and e.units == len(TEXTS) and e.windows == 1
+        assert e.j_per_unit * e.units == pytest.approx(e.joules) and e.method == "estimate"
 
 
 @pytest.mark.parametrize("variant", ["base", *WIDTHS])
@@ -296,6 +301,8 @@ def test_bench_of_quantized_folder(gptq, tmp_path, eager):
         assert m.device == "cpu" and m.threads == 1 and m.machine["logical_cores"] >= 1
         assert m.kernels.get("Linear") == 1 and sum(m.kernels.values()) == 15
         assert "acc" not in m.model_dump()          # speed only: the accuracy stage scores
+        assert m.energy_decode.units == 4 and m.energy_prefill.units == 32  # speed_repeats=1
+        assert m.energy_decode.j_per_unit * 4 == pytest.approx(m.energy_decode.joules)
 
 
 class SlowTokenizer:

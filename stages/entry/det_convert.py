@@ -22,8 +22,9 @@ PARAMS = ("detector.score_threshold", "detector.iou_threshold", "detector.max_de
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--precision", "--base", "--calib", "--out", "--metrics"):
+    for flag in ("--precision", "--base", "--calib", "--out"):
         ap.add_argument(flag, required=True)
+    ap.add_argument("--metrics", help="JSON of the conversion's time and energy (dvc.yaml passes it)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     if args.precision not in PRECISIONS:
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> None:
         seconds = time.perf_counter() - t0
     with atomic_path(args.out) as out:
         out.write_bytes(model)
-    M.write(args.metrics, M.DetConvert(precision=args.precision, convert_time_s=round(seconds, 2),
-                                       size_mb=len(model) / 1e6, compress_energy=energy))
+    if args.metrics:
+        M.write(args.metrics, M.DetConvert(precision=args.precision, convert_time_s=round(seconds, 2),
+                                           size_mb=len(model) / 1e6, compress_energy=energy))
     log.info("wrote %s (%.1f MB); conversion %.0f J (%s)", args.out, len(model) / 1e6,
              energy["joules"], energy["method"])
 
