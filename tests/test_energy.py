@@ -11,15 +11,12 @@ import types
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stages.core.errors import PipelineError
 from stages.meters import cpu_power, energy as E, energy_sources as S
 from stages.reporting import energy as R
-from stages.schema import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
 EST = {"method": "estimate", "idle_s": 0.0, "tdp_w": None, "watts_per_core": 4.0}
 
 
@@ -227,7 +224,8 @@ def test_grid_intensity_default_country_and_unknown():
 
 # ---------------------------------------------------------------- params
 def params_with(**energy) -> dict:
-    raw = copy.deepcopy(GOOD)
+    import yaml  # imported here: `-k nvml` on a GPU machine needs neither yaml nor pydantic
+    raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     raw["energy"].update(energy)
     return raw
 
@@ -242,13 +240,16 @@ def params_with(**energy) -> dict:
     ({"metod": "auto"}, "unknown key 'energy.metod' (did you mean 'energy.method'?)"),
 ])
 def test_bad_energy_params_are_one_line_errors(change, message):
+    from stages.schema import params as P
     with pytest.raises(PipelineError) as exc:
         P.validate(params_with(**change))
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_nvml_requested_without_gpu_fails_in_check_params_and_at_stage_start(monkeypatch, tmp_path):
+    import yaml
     from stages.entry import check_params, det_bench
+    from stages.schema import params as P
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus=0))
     with pytest.raises(PipelineError, match="energy.method=nvml but GPU 0 is not present"):
         check_params.preflight(P.validate(params_with(method="nvml")))

@@ -125,3 +125,19 @@ class Meter:
 def open_meter(cfg: dict, device: str = "cpu", rapl_root=S.POWERCAP) -> Meter:
     """The meter of a stage, from its energy params; errors before any heavy work."""
     return Meter(open_source(cfg, device, rapl_root), cfg["idle_s"])
+
+
+if __name__ == "__main__":  # a check on any machine: python -m stages.meters.energy [cuda]
+    import sys
+    device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
+    meter = open_meter({"method": "auto", "idle_s": 2.0, "tdp_w": None, "watts_per_core": None}, device)
+    try:
+        import torch
+        x = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16) if device == "cuda" \
+            else torch.randn(1024, 1024)
+        work, sync = (lambda: [x @ x for _ in range(50)]), (torch.cuda.synchronize if device == "cuda" else lambda: None)
+    except ImportError:
+        work, sync = (lambda: sum(i * i for i in range(3_000_000))), (lambda: None)
+    _, secs, fig = meter.repeats(work, 3, 1, "run", sync)
+    meter.close()
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in fig.items()})
