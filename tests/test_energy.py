@@ -246,7 +246,7 @@ def test_bad_energy_params_are_one_line_errors(change, message):
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_nvml_requested_without_gpu_fails_in_check_params_and_at_stage_start(monkeypatch, tmp_path):
+def test_gpu_method_without_a_gpu_fails_in_check_params_and_at_stage_start(monkeypatch, tmp_path):
     import yaml
     from stages.entry import check_params, det_bench
     from stages.schema import params as P
