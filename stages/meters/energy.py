@@ -123,7 +123,9 @@ class Meter:
 
 
 def open_meter(cfg: dict, device: str = "cpu", rapl_root=S.POWERCAP) -> Meter:
-    """The meter of a stage, from its energy params; errors before any heavy work."""
+    """The meter of a stage, from its energy params; errors before any heavy work. Every key
+    of PARAMS is read, whichever method they resolve to (the pipeline test traces reads)."""
+    cfg = {key.split(".")[1]: cfg[key.split(".")[1]] for key in PARAMS}
     return Meter(open_source(cfg, device, rapl_root), cfg["idle_s"])
 
 
