@@ -20,6 +20,16 @@ LLM = {  # variant: (size_mb, acc, decode tokens/s)
     "int2": (78.3, 0.014, 12.9)}
 
 
+def energy(j_per_unit: float, unit: str, units: float = 10.0, method: str = "estimate",
+           idle_w: float = 0.0) -> M.Energy:
+    """An energy figure as stages/meters/energy.py writes it (one window per unit)."""
+    return M.Energy(method=method, basis="process CPU time x 4 W per core (test)", unit=unit,
+                    windows=5, units=units, joules=j_per_unit * units, seconds=units * 0.05,
+                    power_w=j_per_unit / 0.05, idle_power_w=idle_w, j_per_unit=j_per_unit,
+                    j_per_unit_p10=j_per_unit * 0.9, j_per_unit_p90=j_per_unit * 1.1,
+                    net_j_per_unit=j_per_unit - idle_w * 0.05)
+
+
 def ci(v: float, half: float = 0.02) -> tuple[float, float]:
     return (round(v - half, 4), round(v + half, 4))
 
@@ -38,7 +48,14 @@ def det_bench(variant: str) -> M.DetBench:
     size, lat, _, _ = DET[variant]
     return M.DetBench(runtime="litert", precision=variant, threads=2, latency_ms_median=lat,
                       latency_ms_p90=lat * 1.12, invoke_per_s=1000 / lat, images_per_s=800 / lat,
-                      e2e_over_invoke=0.8, size_mb=size, num_images=20, machine=MACHINE)
+                      e2e_over_invoke=0.8, size_mb=size, num_images=20,
+                      energy_invoke=energy(lat * 8e-3, "image", 50),
+                      energy_e2e=energy(lat * 1e-2, "image", 20), machine=MACHINE)
+
+
+def det_convert(variant: str) -> M.DetConvert:
+    return M.DetConvert(precision=variant, convert_time_s=12.0, size_mb=DET[variant][0],
+                        compress_energy=energy({"int8": 400.0}.get(variant, 100.0), "run", 1))
 
 
 def lm_eval(variant: str) -> M.LmEval:
@@ -48,7 +65,8 @@ def lm_eval(variant: str) -> M.LmEval:
                     topk_acc_ci95=ci(min(1, acc * 1.9)), topk_word_acc=min(1, acc * 1.5),
                     topk_word_acc_ci95=ci(min(1, acc * 1.5)), ppl=18.0 / max(acc, 0.01),
                     ppl_ci95=ci(18.0 / max(acc, 0.01), 2.0), k=5, num_examples=500,
-                    size_mb=size, param_mb=size * 0.98, kernels={"Linear": 211})
+                    size_mb=size, param_mb=size * 0.98, kernels={"Linear": 211},
+                    energy_eval=energy(0.8, "example", 500))
 
 
 def lm_bench(variant: str) -> M.LmBench:
@@ -57,6 +75,8 @@ def lm_bench(variant: str) -> M.LmBench:
                      prefill_tokens_per_s=decode * 20, eval_examples_per_s=decode / 3,
                      kernels={"Linear": 211} if variant == "base" else
                      {"Linear": 1, "TorchLinear": 210}, machine=MACHINE,
+                     energy_decode=energy(0.5 / decode, "token", 64),
+                     energy_prefill=energy(0.025 / decode, "token", 256),
                      sweep={} if variant == "base" else {
                          "gptq_torch": {"decode_tokens_per_s": decode, "prefill_tokens_per_s": decode * 20},
                          "gptq_torch_aten": {"unsupported": "runs [4] bits on ['cpu']"}})
@@ -68,6 +88,7 @@ def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Pat
     for v in DET:
         M.write(root / "detector" / "eval" / f"{v}.json", det_eval(v, ground_truth))
         M.write(root / "detector" / "bench" / f"{v}.json", det_bench(v))
+        M.write(root / "detector" / "convert" / f"{v}.json", det_convert(v))
     M.write(root / "detector" / "agreement.json", M.AgreementFile({
         v: M.Agreement(agreement_mAP=a, agreement_mAP_ci95=ci(min(a, 0.98)),
                        agreement_AP50=min(1, a * 1.05), agreement_AP50_ci95=ci(min(a, 0.98)))
@@ -78,5 +99,6 @@ def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Pat
         M.write(root / "llm" / "bench" / f"{name}.json", M.LmBenchFile({v: lm_bench(v) for v in variants}))
     M.write(root / "llm" / "quantize.json", M.LmQuantizeFile({
         v: M.LmQuantize(bits=int(v[3:]), group_size=64, quant_time_s=40.0 + int(v[3:]),
-                        size_mb=LLM[v][0]) for v in gptq}))
+                        size_mb=LLM[v][0], compress_energy=energy(160.0 * int(v[3:]), "run", 1))
+        for v in gptq}))
     return root

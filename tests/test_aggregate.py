@@ -61,10 +61,30 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["higher_is_better.detector.latency_ms_median"] is False
     assert keys["detector.int8.agreement_mAP_ci95"] == [0.783, 0.823]
     assert keys["llm.int4.acc_ci95"] == [0.302, 0.342] and keys["detector.int8.runtime"] == "litert"
-    for family, labels in (("detector", {"runtime", "precision"}), ("llm", {"bits", "kernel"})):
+    for family, labels in (("detector", {"runtime", "precision", "energy_method"}),
+                           ("llm", {"bits", "energy_method", "kernel"})):
         for row in summary[family].values():  # every metric has a direction, CIs sit beside
-            metrics = {k for k in row if not k.endswith("_ci95")} - labels
+            metrics = {k for k in row if not k.endswith(("_ci95", "_p10_p90", "_net"))} - labels
             assert metrics == set(summary["higher_is_better"][family])
+    # energy: every variant of both families, with its method, spread, power and carbon
+    for family, keys_ in (("detector", ("energy_j_per_image", "energy_j_per_image_e2e")),
+                          ("llm", ("energy_j_per_token_decode", "energy_j_per_token_prefill",
+                                   "energy_j_per_example"))):
+        for row in summary[family].values():
+            assert row["energy_method"] == "estimate"
+            for key in keys_ + ("power_w", "idle_power_w", "gco2e_per_1000"):
+                assert row[key] is not None and row[key] >= 0, key
+            for key in keys_:
+                assert row[f"{key}_p10_p90"][0] <= row[key] <= row[f"{key}_p10_p90"][1]
+            assert "compress_energy_j" in row and "break_even_inferences" in row
+    assert keys["higher_is_better.detector.energy_j_per_image_e2e"] is False
+    # int8 detector: 19.2 ms -> 0.192 J/image e2e vs float32 0.31: saves 0.118 J; 400 J to convert
+    assert keys["detector.int8.break_even_inferences"] == 3390
+    assert keys["detector.float16.break_even_inferences"] is None  # slower than float32: never
+    assert keys["detector.float32.break_even_inferences"] is None  # the reference
+    assert keys["llm.base.compress_energy_j"] is None and keys["llm.int4.compress_energy_j"] == 640.0
+    assert keys["llm.int8.break_even_inferences"] is None  # 11.9 tok/s vs base 38.2: costs more
+    assert keys["llm.base.gco2e_per_1000"] == pytest.approx(1000 * 0.5 / 38.2 / 3.6e6 * 475)
     det = list(csv.DictReader((workdir / "plots" / "detector.csv").open()))
     assert [r["variant"] for r in det] == ["float32", "float16", "int8"]
     assert det[2]["AP"] == "" and float(det[2]["size_mb"]) == 4.7
@@ -72,12 +92,14 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     llm = list(csv.DictReader((workdir / "plots" / "llm.csv").open()))
     assert [r["variant"] for r in llm] == ["base", "int8", "int4", "int2"]
     assert llm[0]["quant_time_s"] == "" and llm[3]["bits"] == "2"
+    assert llm[0]["energy_method"] == "estimate" and float(llm[0]["energy_j_per_token_decode_p90"]) > 0
     assert float(llm[2]["acc_ci_high"]) == 0.342
     stems = {p.stem for p in (workdir / "plots" / "html").iterdir()}
     assert stems == {p.stem for p in (workdir / "plots" / "png").iterdir()}
     assert {"detector_size", "detector_accuracy", "detector_speed", "llm_size", "llm_accuracy",
             "llm_speed", "detector_tradeoff_size", "detector_tradeoff_speed",
-            "llm_tradeoff_size", "llm_tradeoff_speed"} == stems
+            "llm_tradeoff_size", "llm_tradeoff_speed", "detector_energy", "llm_energy",
+            "detector_tradeoff_energy", "llm_tradeoff_energy"} == stems
     report = (workdir / "plots" / "report.md").read_text()
     assert all(f"(png/{s}.png)" in report for s in stems)
     assert not [p for p in workdir.rglob(".*") if p.name != ".pytest_cache"]  # no temp left
@@ -124,6 +146,7 @@ def test_undefined_coco_stats_are_null_and_reported_as_na(tmp_path, no_png):
     (lambda m: (m / "detector" / "eval" / "int8.json").unlink(), "detector/eval/int8.json"),
     (lambda m: (m / "detector" / "bench" / "int8.json").unlink(), "detector/bench/int8.json"),
     (lambda m: (m / "llm" / "quantize.json").unlink(), "quantize.json"),
+    (lambda m: (m / "detector" / "convert" / "int8.json").unlink(), "detector/convert/int8.json"),
     (lambda m: (m / "detector" / "eval" / "float16.json").write_text("{not json"), "corrupt"),
 ])
 def test_missing_or_corrupt_file_is_a_clear_error(workdir, no_png, breakage, message):
@@ -152,6 +175,10 @@ def edit(path: Path, change) -> None:
     ("llm/eval/base.json", lambda d: d["base"].update(acc=1.7), r"'base.acc': Input should be less than or equal to 1"),
     ("llm/bench/base.json", lambda d: d["base"].update(decode_tokens_per_s=None), r"'base.decode_tokens_per_s'"),
     ("llm/eval/base.json", lambda d: d["base"].update(accuracy=0.3), r"'base.accuracy': Extra inputs"),
+    # a metric file that predates energy is a clear error naming the missing figure
+    ("llm/bench/base.json", lambda d: d["base"].pop("energy_decode"), r"'base.energy_decode': Field required"),
+    ("llm/quantize.json", lambda d: d["int4"].pop("compress_energy"), r"'int4.compress_energy': Field required"),
+    ("detector/bench/int8.json", lambda d: d["energy_e2e"].update(method="guess"), r"'energy_e2e.method'"),
     ("detector/eval/int8.json", lambda d: d.update(has_ground_truth=True),
      r"int8.json: 'AP' is null although has_ground_truth is true"),
 ])
@@ -225,8 +252,8 @@ def test_cli_end_to_end_real_pngs_no_model_imports(workdir):
         cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "heavy=[]" in proc.stdout
-    assert "rendering 10 PNGs" in proc.stderr and "done in" in proc.stderr
+    assert "rendering 14 PNGs" in proc.stderr and "done in" in proc.stderr
     pngs = sorted((workdir / "plots" / "png").glob("*.png"))
-    assert len(pngs) == 10
+    assert len(pngs) == 14
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
                for p in pngs)

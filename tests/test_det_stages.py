@@ -78,7 +78,7 @@ def test_convert_int8_calibrates_on_every_image_of_calib_json(tmp_path, monkeypa
     base = fake_base(tmp_path)
     det_convert.main(["--precision", "int8", "--base", str(base), "--calib",
                       str(data / "calib.json"), "--out", str(tmp_path / "int8.tflite"),
-                      "--params", str(later)])
+                      "--params", str(later), "--metrics", str(tmp_path / "convert.json")])
     det_convert.main(["--precision", "float32", "--base", str(base), "--calib", "absent.json",
                       "--out", str(tmp_path / "f32.tflite"), "--params", str(later)])
     (_, nms, calib), (_, _, none) = calls
@@ -87,6 +87,9 @@ def test_convert_int8_calibrates_on_every_image_of_calib_json(tmp_path, monkeypa
     assert len(calib) == 4 and all(p.is_file() for p in calib) and none == []
     assert nms == {"score_threshold": 0.001, "iou_threshold": 0.45, "max_detections": 100}
     assert (tmp_path / "int8.tflite").read_bytes() == b"model:int8"
+    conv = M.read(tmp_path / "convert.json", M.DetConvert)  # the conversion's energy window
+    assert conv.precision == "int8" and conv.compress_energy.unit == "run"
+    assert conv.compress_energy.method in ("estimate", "rapl") and conv.compress_energy.joules >= 0
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -337,6 +340,10 @@ def test_bench_times_after_warmup_and_records_threads(tmp_path, monkeypatch):
     assert b.threads == 3 and b.num_images == 5 and b.size_mb == pytest.approx(5e-6)
     assert b.e2e_over_invoke == pytest.approx(b.images_per_s / b.invoke_per_s)
     assert b.invoke_per_s == pytest.approx(1e3 / b.latency_ms_median)
+    # energy in the same windows: 7 timed invokes in blocks, then the 5 images end to end
+    assert b.energy_invoke.units == 7 and b.energy_invoke.windows == 5 and b.energy_invoke.unit == "image"
+    assert b.energy_e2e.units == 5 and b.energy_e2e.windows == 1
+    assert b.energy_e2e.j_per_unit * 5 == pytest.approx(b.energy_e2e.joules)
 
 
 class SlowStartDetector:

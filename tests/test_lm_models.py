@@ -171,6 +171,7 @@ def test_gptq_quantizes_at_8_4_2_bits(gptq, tiny):
         assert qc["bits"] == m.bits == int(name[3:]) and qc["group_size"] == m.group_size == 64
         assert qc.get("dataset") is None            # no calibration ids saved
         assert m.size_mb == pytest.approx(dir_size_mb(folder), abs=0.01) and m.quant_time_s > 0
+        assert m.compress_energy.unit == "run" and m.compress_energy.joules > 0  # GPTQ's window
         state = load_state(folder)
         assert {k.rsplit(".", 1)[0] for k in state if k.endswith(".qweight")} == linear
         assert "lm_head.weight" in state and state["lm_head.weight"].dtype == torch.float32
@@ -253,6 +254,10 @@ def test_eval_of_base_and_quantized_folders(gptq, tiny, tmp_path, eager):
     assert res["int8"].acc == b.acc and res["int8"].ppl == pytest.approx(b.ppl, rel=1e-3)
     assert res["int8"].ppl < res["int4"].ppl < res["int2"].ppl
     assert res["int4"].acc >= b.acc - 0.1
+    for m in [b, *res.values()]:  # energy of the scoring loop, per example, one window
+        e = m.energy_eval
+        assert e.unit == "example" and e.units == len(TEXTS) and e.windows == 1
+        assert e.j_per_unit * e.units == pytest.approx(e.joules) and e.method == "estimate"
 
 
 @pytest.mark.parametrize("variant", ["base", *WIDTHS])
@@ -296,6 +301,8 @@ def test_bench_of_quantized_folder(gptq, tmp_path, eager):
         assert m.device == "cpu" and m.threads == 1 and m.machine["logical_cores"] >= 1
         assert m.kernels.get("Linear") == 1 and sum(m.kernels.values()) == 15
         assert "acc" not in m.model_dump()          # speed only: the accuracy stage scores
+        assert m.energy_decode.units == 4 and m.energy_prefill.units == 32  # speed_repeats=1
+        assert m.energy_decode.j_per_unit * 4 == pytest.approx(m.energy_decode.joules)
 
 
 class SlowTokenizer:
@@ -316,13 +323,19 @@ class SlowTokenizer:
 BENCH = {"decode_tokens": 8, "prefill_tokens": 64, "speed_repeats": 3}
 
 
+def estimate_meter():
+    from stages.meters.energy import open_meter
+    return open_meter({"method": "estimate", "idle_s": 0.0, "tdp_w": None, "watts_per_core": 4.0})
+
+
 def test_speed_excludes_tokenization_and_decodes_exactly(tiny, monkeypatch):
     """Regression: the original project timed tokenization inside prefill tokens/s; and
     decoding must not stop at EOS (that would inflate tokens/s)."""
     model, tok = R.load(tiny, "cpu")
     slow = SlowTokenizer(tok)
     with torch.inference_mode():
-        speed = lm_speed.speeds(model, slow, TEXTS * 3, BENCH)
+        speed, energy = lm_speed.speeds(model, slow, TEXTS * 3, BENCH, estimate_meter())
+    assert energy["energy_decode"]["unit"] == "token" and energy["energy_prefill"]["units"] == 64 * 3
     assert slow.calls == 1                                 # tokenized once, before any timing
     assert speed["prefill_tokens_per_s"] > 64 / 0.2 * 3    # far above what 0.2 s allows
 
@@ -339,17 +352,17 @@ def test_speed_excludes_tokenization_and_decodes_exactly(tiny, monkeypatch):
         new_tokens.append(out.shape[1] - a[0].shape[1])
         return out
 
-    def timed(fn, repeats, sync):   # one call instead of warm-up + repeats; 0.5 s "each"
-        fn()
-        return 0.5
+    class OnceMeter:   # one call instead of warm-up + repeats; 0.5 s "each"
+        def repeats(self, fn, repeats, units, unit, sync, warmup=1):
+            fn()
+            return None, [0.5], {"j_per_unit": 1.0}
 
     monkeypatch.setattr(model, "generate", generate)
-    monkeypatch.setattr(lm_speed, "median_time", timed)
     real_forward = model.forward
     monkeypatch.setattr(model, "forward", lambda *a, **kw: forwards.append(kw["input_ids"].shape)
                         or real_forward(*a, **kw))
     with torch.inference_mode():
-        speed = lm_speed.speeds(model, tok, TEXTS * 3, BENCH)
+        speed, _ = lm_speed.speeds(model, tok, TEXTS * 3, BENCH, OnceMeter())
     assert new_tokens == [8]                                 # exactly decode_tokens, EOS or not
     assert forwards[0] == (1, 64)                            # prefill: one batch-1 forward of 64
     assert speed == {"decode_tokens_per_s": 8 / 0.5, "prefill_tokens_per_s": 64 / 0.5}
@@ -463,6 +476,13 @@ def test_empty_eval_file_is_a_clear_error(tmp_path, no_model_loads, stage):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
 def test_cuda_without_a_gpu_is_a_clear_error(tiny, tmp_path):
     with pytest.raises(PipelineError, match="eval_lm.device=cuda but no CUDA device"):
+        lm_eval.main(["--models", str(tiny), "--data", str(write_jsonl(tmp_path / "e.jsonl", TEXTS)),
+                      "--out", str(tmp_path / "m.json"),
+                      "--params", str(eval_params(tmp_path, device="cuda", backend="auto"))])
+
+
+def test_a_cpu_kernel_on_cuda_is_a_clear_error(tiny, tmp_path):
+    with pytest.raises(PipelineError, match="kernel gptq_torch_aten runs on \\['cpu'\\], not cuda"):
         lm_eval.main(["--models", str(tiny), "--data", str(write_jsonl(tmp_path / "e.jsonl", TEXTS)),
                       "--out", str(tmp_path / "m.json"),
                       "--params", str(eval_params(tmp_path, device="cuda"))])

@@ -48,10 +48,10 @@ def test_every_variant_and_metric_is_in_the_report(offline_report):
         assert f"| `{variant}` |" in offline_report
     for m in DETECTOR_METRICS + LLM_METRICS:
         assert f" {label(m, 5)} |" in offline_report, m.key
-    # each variant appears in the three tables of its family: accuracy, speed/size, settings
-    # (GPTQ widths also in the kernel sweep's table)
-    assert len(table_rows(offline_report, "`int8`")) == 7
-    assert len(table_rows(offline_report, "`int2`")) == 4
+    # each variant appears in the four tables of its family: accuracy, speed/size, energy,
+    # settings (GPTQ widths also in the kernel sweep's table)
+    assert len(table_rows(offline_report, "`int8`")) == 9
+    assert len(table_rows(offline_report, "`int2`")) == 5
 
 
 def test_kernel_sweep_table_lists_only_kernels_that_ran(offline_report):
@@ -135,5 +135,23 @@ def test_every_ranked_metric_has_a_direction_and_unique_key():
     for metrics in (DETECTOR_METRICS, LLM_METRICS):
         keys = [m.key for m in metrics]
         assert len(keys) == len(set(keys))
-        assert all(m.group in ("accuracy", "cost") for m in metrics)
+        assert all(m.group in ("accuracy", "cost", "energy") for m in metrics)
+        assert all(m.higher_is_better is not None for m in metrics if m.spread)
         assert all(m.higher_is_better is not None for m in metrics if m.ci)
+
+
+def test_energy_section_names_the_method_and_says_what_estimate_means(offline_report):
+    notes = offline_report.split("## Energy: how it was obtained")[1].split("\n## ")[0]
+    assert "energy method: `estimate`" in notes
+    assert "proportional to CPU time" in notes and "no information beyond the speed" in notes
+    assert "### Energy and carbon (method: `estimate`" in offline_report
+    int8 = table_rows(offline_report, "`int8`")[2]  # detector energy table
+    assert int8.startswith("| `int8` | 0.154 (0.138–0.169) | 0.192 (0.173–0.211) |")
+    assert "| 3390 |" in int8  # break-even images vs float32
+
+
+def test_mixed_methods_are_called_out(tmp_path):
+    det, llm = rows(tmp_path, ground_truth=False)
+    det["int8"]["energy_methods"] = ["rapl"]
+    text = report.render(det, llm, used(), MACHINE, FIGS)
+    assert "**mixed methods**" in text and "different methods" in text

@@ -12,21 +12,24 @@ from pathlib import Path
 
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
-from stages.reporting import export, figures, report
+from stages.meters.cpu_power import grid_intensity
+from stages.reporting import energy_figures, export, figures, report
 from stages.reporting.metric_files import detector_variants, llm_variants, load_detector, load_llm
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
 from stages.schema import params as P
 
 PARAMS = ("coco.source", "lambada.source", "llm.source", "llm.hub_id", "detector", "quant",
-          "bench_det", "eval_lm", "bench_lm")
+          "bench_det", "eval_lm", "bench_lm", "energy.grid_gco2_per_kwh", "energy.grid_country")
 
 
 def used_params(p: dict) -> dict:
     """The params as the report prints them, keyed as in dvc.yaml."""
+    grid, source = grid_intensity(p["energy"]["grid_gco2_per_kwh"], p["energy"]["grid_country"])
     return {"coco.source": p["coco"]["source"], "lambada.source": p["lambada"]["source"],
             "llm.source": p["llm"]["source"], "llm.hub_id": p["llm"]["hub_id"],
-            **{key: p[key] for key in ("detector", "quant", "bench_det", "eval_lm", "bench_lm")}}
+            **{key: p[key] for key in ("detector", "quant", "bench_det", "eval_lm", "bench_lm")},
+            "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,10 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     with timed("reading params and metrics"):
         used = used_params(P.load(args.params, PARAMS)).copy()
         used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
-        det, det_machine = load_detector(args.metrics, detector_variants(used["detector"]["precisions"]))
-        llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]))
+        grid = used.pop("grid_gco2_per_kwh")
+        det, det_machine = load_detector(args.metrics, detector_variants(used["detector"]["precisions"]), grid)
+        llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]), grid)
     with timed("building figures"):
-        items = figures.build_all(det, llm)
+        items = figures.build_all(det, llm) + energy_figures.build(det, llm)
         browser = export.find_browser()
     text = report.render(det, llm, used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main
 from stages.core.files import atomic_path
+from stages.meters.cpu_power import grid_intensity
+from stages.meters.energy_sources import nvml_handle
 from stages.schema import params as P
 from stages.schema.params_model import Params
 
@@ -30,6 +32,9 @@ def preflight(p: Params) -> None:
     for key, value, exists in local:
         if not exists(Path(value)):
             raise PipelineError(f"{key}: {value} not found")
+    if p.energy.method == "nvml":
+        nvml_handle()  # one line when there is no NVIDIA GPU or driver here
+    grid_intensity(p.energy.grid_gco2_per_kwh, p.energy.grid_country)  # an unknown country code
 
 
 def main(argv: list[str] | None = None) -> None:

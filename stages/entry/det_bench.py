@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from stages.core.errors import log, run_main, timed
+from stages.meters import energy as E
 from stages.meters.machine import record
-from stages.meters.timing import repeat_ms
 from stages.runtimes.detect_images import detect_all, open_detector, prepare
 from stages.schema import metrics as M, params as P
 
-PARAMS = ("bench_det",)
+PARAMS = ("bench_det",) + E.PARAMS
 RUNTIME = "litert"
 
 
@@ -29,13 +29,14 @@ def main(argv: list[str] | None = None) -> None:
         ap.add_argument(flag, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    cfg = P.load(args.params, PARAMS)["bench_det"]
+    p = P.load(args.params, PARAMS)
+    cfg, meter = p["bench_det"], E.open_meter(p["energy"])  # LiteRT runs on the CPU
     det, gt, paths = open_detector(RUNTIME, args.precision, args.model, args.data, cfg["threads"])
     x = prepare(paths[0])
     with timed(f"latency: {cfg['warmup']} warm-up + {cfg['latency_runs']} timed invokes"):
-        times = repeat_ms(lambda: det(x), cfg["warmup"], cfg["latency_runs"])
+        times, e_invoke = meter.blocks(lambda: det(x), cfg["warmup"], cfg["latency_runs"], "image")
     with timed(f"end to end over {len(paths)} images"):
-        _, wall = detect_all(det, gt["images"], paths)
+        (_, wall), e_e2e = meter.once(lambda: detect_all(det, gt["images"], paths), len(paths), "image")
     median = float(np.median(times))
     invoke_per_s, images_per_s = 1e3 / median, len(paths) / wall
     M.write(args.metrics, M.DetBench(
@@ -43,9 +44,10 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms_median=median, latency_ms_p90=float(np.percentile(times, 90)),
         invoke_per_s=invoke_per_s, images_per_s=images_per_s,
         e2e_over_invoke=images_per_s / invoke_per_s, size_mb=Path(args.model).stat().st_size / 1e6,
-        num_images=len(paths), machine=record()))
-    log.info("%s: median %.1f ms, %.1f img/s (%.2f of invoke/s)", args.precision, median,
-             images_per_s, images_per_s / invoke_per_s)
+        num_images=len(paths), energy_invoke=e_invoke, energy_e2e=e_e2e, machine=record()))
+    log.info("%s: median %.1f ms, %.1f img/s (%.2f of invoke/s); %s: %.3g J/image invoke, "
+             "%.3g J/image end to end", args.precision, median, images_per_s,
+             images_per_s / invoke_per_s, meter.method, e_invoke["j_per_unit"], e_e2e["j_per_unit"])
 
 
 if __name__ == "__main__":

@@ -14,16 +14,17 @@ from pathlib import Path
 from stages.core.errors import run_main, timed
 from stages.datasets.lambada import read_texts
 from stages.meters.kernel_sweep import sweep
+from stages.meters import energy as E
 from stages.meters.lm_speed import speeds
 from stages.meters.machine import record
 from stages.runtimes import torch_lm as R
 from stages.schema import metrics as M, params as P
 from stages.tasks import lambada as S
 
-PARAMS = ("bench_lm", "eval_lm.backend", "eval_lm.batch_size", "eval_lm.k")
+PARAMS = ("bench_lm", "eval_lm.backend", "eval_lm.batch_size", "eval_lm.k") + E.PARAMS
 
 
-def bench(folder: Path, texts: list[str], cfg: dict, ev: dict) -> M.LmBench:
+def bench(folder: Path, texts: list[str], cfg: dict, ev: dict, meter: E.Meter) -> M.LmBench:
     import torch
 
     batch_size, k = ev["batch_size"], ev["k"]
@@ -35,11 +36,11 @@ def bench(folder: Path, texts: list[str], cfg: dict, ev: dict) -> M.LmBench:
         t0 = time.perf_counter()
         R.score_all(model, reqs, R.pad_id(tok), batch_size, k)
         seconds = time.perf_counter() - t0
-        speed = speeds(model, tok, texts, cfg)
+        speed, energy = speeds(model, tok, texts, cfg, meter)
     kernels = R.kernels(model)
     del model
-    swept = sweep(folder, R.bits_of(folder), texts, cfg) if R.bits_of(folder) < 32 else {}
-    return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed,
+    swept = sweep(folder, R.bits_of(folder), texts, cfg, meter) if R.bits_of(folder) < 32 else {}
+    return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed, **energy,
                      eval_examples_per_s=len(reqs) / seconds, kernels=kernels, sweep=swept,
                      machine=record(gpu=cfg["device"] == "cuda"))
 
@@ -55,10 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     variants = R.discover(args.models)
     texts = read_texts(args.data, 0)
     R.setup(cfg["device"], cfg["threads"], "bench_lm.device")
+    meter = E.open_meter(p["energy"], cfg["device"])
     rows = {}
     for name, folder in variants.items():
         with timed(f"timing {name}"):
-            rows[name] = bench(folder, texts, cfg, p["eval_lm"])
+            rows[name] = bench(folder, texts, cfg, p["eval_lm"], meter)
     M.write(args.out, M.LmBenchFile(rows))
 
 

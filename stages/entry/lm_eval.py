@@ -13,25 +13,30 @@ from stages.core.errors import run_main, timed
 from stages.core.files import dir_size_mb
 from stages.core.numerics import pin_cpu_numerics
 from stages.datasets.lambada import read_texts
+from stages.meters import energy as E
 from stages.runtimes import torch_lm as R
 from stages.schema import metrics as M, params as P
 from stages.tasks import lambada as S
 from stages.tasks.intervals import lambada_intervals
 
-PARAMS = ("eval_lm", "bootstrap")
+PARAMS = ("eval_lm", "bootstrap") + E.PARAMS
 
 
-def evaluate(folder: Path, texts: list[str], cfg: dict, boot: dict, naive: bool = False) -> M.LmEval:
+def evaluate(folder: Path, texts: list[str], cfg: dict, boot: dict, meter: E.Meter,
+             naive: bool = False) -> M.LmEval:
+    """Scores and their intervals; with a meter, the energy of the scoring loop per example."""
     import torch
 
     model, tok = R.load(folder, cfg["device"], cfg["backend"])
     reqs = S.encode_examples(tok, texts, getattr(model.config, "max_position_embeddings", 2048))
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     with torch.inference_mode():
-        scores = R.score_all(model, reqs, R.pad_id(tok), cfg["batch_size"], cfg["k"], naive)
+        scores, energy = meter.once(lambda: R.score_all(model, reqs, R.pad_id(tok), cfg["batch_size"],
+                                                        cfg["k"], naive), len(reqs), "example", sync)
     return M.LmEval(**S.aggregate(scores, cfg["k"]),
                     **lambada_intervals(scores, boot["samples"], boot["seed"]),
                     bits=R.bits(model), size_mb=dir_size_mb(folder), param_mb=R.param_mb(model),
-                    kernels=R.kernels(model))
+                    kernels=R.kernels(model), energy_eval=energy)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,10 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     texts = read_texts(args.data, cfg["limit"])
     pin_cpu_numerics(cfg["threads"])  # accuracy must not depend on the CPU's kernel paths
     R.setup(cfg["device"], cfg["threads"], "eval_lm.device")
+    meter = E.open_meter(p["energy"], cfg["device"])
     rows = {}
     for name, folder in variants.items():
         with timed(f"evaluating {name} on {len(texts)} examples"):
-            rows[name] = evaluate(folder, texts, cfg, p["bootstrap"], args.naive)
+            rows[name] = evaluate(folder, texts, cfg, p["bootstrap"], meter, args.naive)
     M.write(args.out, M.LmEvalFile(rows))
 
 

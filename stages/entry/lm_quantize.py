@@ -14,10 +14,11 @@ from stages.core.errors import PipelineError, run_main, timed
 from stages.core.files import atomic_path, dir_size_mb, require_dir
 from stages.core.numerics import pin_cpu_numerics
 from stages.datasets.lambada import read_jsonl
+from stages.meters import energy as E
 from stages.methods.gptq import quantize, tokenized_calibration
 from stages.schema import metrics as M, params as P
 
-PARAMS = ("seed", "quant")
+PARAMS = ("seed", "quant") + E.PARAMS
 
 
 def read_calibration(path: Path, calib_size: int, seed: int) -> list[str]:
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if cfg["device"] == "cuda" and not torch.cuda.is_available():
         raise PipelineError("quant.device=cuda but no CUDA device is available")
+    meter = E.open_meter(p["energy"], cfg["device"])
     tok = AutoTokenizer.from_pretrained(args.base)
     calib = tokenized_calibration(tok, texts, cfg["calib_seq_len"])
     rows = {}
@@ -55,10 +57,12 @@ def main(argv: list[str] | None = None) -> None:
         tmp.mkdir()
         for bits in cfg["bits"]:
             with timed(f"GPTQ int{bits} on {cfg['device']} ({len(calib)} passages)"):
-                seconds = quantize(args.base, tok, calib, bits, cfg, seed, tmp / f"int{bits}")
+                seconds, energy = meter.once(
+                    lambda: quantize(args.base, tok, calib, bits, cfg, seed, tmp / f"int{bits}"), 1, "run")
             rows[f"int{bits}"] = M.LmQuantize(bits=bits, group_size=cfg["group_size"],
                                               quant_time_s=round(seconds, 2),
-                                              size_mb=round(dir_size_mb(tmp / f"int{bits}"), 2))
+                                              size_mb=round(dir_size_mb(tmp / f"int{bits}"), 2),
+                                              compress_energy=energy)
     M.write(args.metrics, M.LmQuantizeFile(rows))
 
 

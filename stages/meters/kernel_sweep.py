@@ -9,7 +9,7 @@ from stages.runtimes import torch_lm as R
 from stages.schema.kernels import KERNELS
 
 
-def sweep(folder, bits: int, texts: list[str], cfg: dict) -> dict[str, dict]:
+def sweep(folder, bits: int, texts: list[str], cfg: dict, meter) -> dict[str, dict]:
     """{kernel: {decode_tokens_per_s, prefill_tokens_per_s} or {"unsupported": reason}}."""
     import torch
 
@@ -23,7 +23,7 @@ def sweep(folder, bits: int, texts: list[str], cfg: dict) -> dict[str, dict]:
             continue
         model, tok = R.load(folder, cfg["device"], name)
         with torch.inference_mode():
-            out[name] = speeds(model, tok, texts, protocol)
+            out[name], _ = speeds(model, tok, texts, protocol, meter)  # speed only
         log.info("int%d %s: %.1f decode, %.1f prefill tok/s", bits, name,
                  out[name]["decode_tokens_per_s"], out[name]["prefill_tokens_per_s"])
         del model

@@ -1,15 +1,19 @@
-"""Language-model speed: decode and prefill tokens/s, medians over repeats after a warm-up.
+"""Language-model speed: decode and prefill tokens/s, medians over repeats after a warm-up,
+and their energy per token in the same windows (one window per timed repeat).
 
 Tokenization happens before any timer starts, so neither figure includes it.
 """
 from __future__ import annotations
 
-from stages.meters.timing import median_time
+import statistics
+
+from stages.meters.energy import Meter
 
 
-def speeds(model, tok, texts: list[str], cfg: dict) -> dict:
+def speeds(model, tok, texts: list[str], cfg: dict, meter: Meter) -> tuple[dict, dict]:
     """Prefill: one forward over a fixed prefill_tokens prompt (tokenized before timing).
-    Decode: batch 1, greedy, exactly decode_tokens new tokens after a 32-token prompt."""
+    Decode: batch 1, greedy, exactly decode_tokens new tokens after a 32-token prompt.
+    Returns (speeds, {"energy_decode": J per decoded token, "energy_prefill": per prompt token})."""
     import torch
 
     ids = tok("\n\n".join(texts[:200]), add_special_tokens=False, return_tensors="pt").input_ids
@@ -24,6 +28,10 @@ def speeds(model, tok, texts: list[str], cfg: dict) -> dict:
                              max_new_tokens=n, min_new_tokens=n, pad_token_id=pad)
         assert out.shape[1] - prompt.shape[1] == n
 
-    t_prefill = median_time(lambda: model(input_ids=prefill, use_cache=False), cfg["speed_repeats"], sync)
-    t_decode = median_time(decode, cfg["speed_repeats"], sync)
-    return {"decode_tokens_per_s": n / t_decode, "prefill_tokens_per_s": prefill.shape[1] / t_prefill}
+    reps, p = cfg["speed_repeats"], prefill.shape[1]
+    _, t_prefill, e_prefill = meter.repeats(lambda: model(input_ids=prefill, use_cache=False),
+                                            reps, p, "token", sync)
+    _, t_decode, e_decode = meter.repeats(decode, reps, n, "token", sync)
+    return ({"decode_tokens_per_s": n / statistics.median(t_decode),
+             "prefill_tokens_per_s": p / statistics.median(t_prefill)},
+            {"energy_decode": e_decode, "energy_prefill": e_prefill})

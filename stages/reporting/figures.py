@@ -36,8 +36,8 @@ def _value(row: dict, m: Metric) -> float | None:
 
 
 def interval(row: dict, m: Metric) -> list[float] | None:
-    """The 95% interval in display units, or None."""
-    ci = row.get(f"{m.key}_ci95") if m.ci else None
+    """The 95% interval (energy: p10–p90 over windows) in display units, or None."""
+    ci = row.get(f"{m.key}_ci95") if m.ci else row.get(f"{m.key}_p10_p90") if m.spread else None
     return [ci[0] * m.scale, ci[1] * m.scale] if ci else None
 
 

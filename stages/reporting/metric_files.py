@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.core.errors import PipelineError
+from stages.meters.cpu_power import WORLD_GCO2_PER_KWH
+from stages.reporting import energy as E
 from stages.schema import metrics as M
 
 DETECTOR_ORDER = ("float32", "float16", "int8", "dynamic_int8")  # fixed order of every table
@@ -26,8 +28,10 @@ def _entry(doc, variant: str, path: Path):
     return doc.root[variant]
 
 
-def load_detector(root: Path, variants: list[str]) -> tuple[dict[str, dict], dict]:
-    """Rows of eval + bench + agreement per precision, and the bench stage's machine record."""
+def load_detector(root: Path, variants: list[str],
+                  grid: float = WORLD_GCO2_PER_KWH) -> tuple[dict[str, dict], dict]:
+    """Rows of eval + bench + convert + agreement per precision (energy and carbon at `grid`
+    gCO2e/kWh), and the bench stage's machine record."""
     agree_path = root / "detector" / "agreement.json"
     agreement = M.read(agree_path, M.AgreementFile)
     rows, machine = {}, {}
@@ -38,14 +42,20 @@ def load_detector(root: Path, variants: list[str]) -> tuple[dict[str, dict], dic
             raise PipelineError(f"{ev_path}: 'AP' is null although has_ground_truth is true")
         bench = M.read(bench_path, M.DetBench).model_dump()
         machine, _ = bench.pop("machine"), bench.pop("num_images")  # same images as eval
-        row.update(bench, **_entry(agreement, v, agree_path).model_dump())
+        figs = {"energy_j_per_image": bench.pop("energy_invoke"),
+                "energy_j_per_image_e2e": bench.pop("energy_e2e")}
+        conv = M.read(root / "detector" / "convert" / f"{v}.json", M.DetConvert).compress_energy
+        row.update(bench, **_entry(agreement, v, agree_path).model_dump(),
+                   **E.fields(figs, "energy_j_per_image_e2e", conv.model_dump()))
         rows[v] = row
-    return rows, machine
+    return E.derive(rows, "detector", grid), machine
 
 
-def load_llm(root: Path, variants: list[str]) -> tuple[dict[str, dict], dict]:
-    """Rows of eval + bench (+ quantize for GPTQ widths) per variant, and the machine record.
-    Each file is read once, and only when a listed variant needs it."""
+def load_llm(root: Path, variants: list[str],
+             grid: float = WORLD_GCO2_PER_KWH) -> tuple[dict[str, dict], dict]:
+    """Rows of eval + bench (+ quantize for GPTQ widths) per variant (energy and carbon at
+    `grid` gCO2e/kWh), and the machine record. Each file is read once, and only when a
+    listed variant needs it."""
     docs: dict[Path, object] = {}
 
     def entry(rel: str, schema, variant: str) -> dict:
@@ -62,8 +72,12 @@ def load_llm(root: Path, variants: list[str]) -> tuple[dict[str, dict], dict]:
         machine = bench.pop("machine")
         row["bench_kernels"] = bench.pop("kernels")
         row["kernel_sweep"] = bench.pop("sweep")
+        figs = {"energy_j_per_token_decode": bench.pop("energy_decode"),
+                "energy_j_per_token_prefill": bench.pop("energy_prefill"),
+                "energy_j_per_example": row.pop("energy_eval")}
         row.update(bench)
         q = {} if v == "base" else entry("quantize.json", M.LmQuantizeFile, v)
-        row.update(quant_time_s=q.get("quant_time_s"), group_size=q.get("group_size"))
+        row.update(quant_time_s=q.get("quant_time_s"), group_size=q.get("group_size"),
+                   **E.fields(figs, "energy_j_per_token_decode", q.get("compress_energy")))
         rows[v] = row
-    return rows, machine
+    return E.derive(rows, "llm", grid), machine

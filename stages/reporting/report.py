@@ -4,6 +4,7 @@ from __future__ import annotations
 import yaml
 
 from stages.reporting.kernels import sweep_summary, sweep_table
+from stages.reporting import energy
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, PUBLISHED_MAP
 from stages.reporting.tables import overlaps, tables
 
@@ -59,6 +60,9 @@ def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: di
     if notes:
         parts += ["", "## Caveats", ""] + [f"- {line}" for line in notes]
     published = {"published float, full COCO (TF1 zoo)": {"AP": PUBLISHED_MAP / 100}}
+    parts += ["", "## Energy: how it was obtained", ""]
+    parts += [f"- {line}" for line in energy.notes(det, llm)]
+    parts += [f"- One inference: {energy.DEFINITION} Carbon at {params.get('grid', 'the params')}."]
     parts += ["", "## Detector (SSD MobileNet v2, LiteRT)", ""]
     parts += tables(det, DETECTOR_METRICS, extra=published)
     parts += ["## Language model (GPTQ)", ""] + tables(llm, LLM_METRICS, k)

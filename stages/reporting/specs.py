@@ -14,13 +14,15 @@ class Metric:
     scale: float = 1.0             # display factor (0..1 accuracies are shown in %)
     fmt: str = ".2f"
     nullable: bool = False         # may be null (AP without ground truth, quantize info of base)
-    group: str = "cost"            # report table: accuracy | cost (speed, size); info if no direction
+    group: str = "cost"            # report table: accuracy | cost (speed, size) | energy; info if no direction
     ci: bool = False               # carries `<key>_ci95: [low, high]` (95%, bootstrap)
+    spread: bool = False           # carries `<key>_p10_p90: [p10, p90]` over repeated windows
     kind: str = "number"           # number | text | bool
 
 
 _AP = dict(scale=100.0, fmt=".1f", nullable=True, group="accuracy")
 _BENCH = dict(source="bench")
+_EN = dict(source="bench", group="energy")
 DETECTOR_METRICS = (
     Metric("AP", "COCO AP@[.5:.95] (%)", True, ci=True, **_AP),
     Metric("AP50", "AP50 (%)", True, ci=True, **_AP),
@@ -39,6 +41,19 @@ DETECTOR_METRICS = (
     Metric("images_per_s", "images/s end to end", True, fmt=".1f", **_BENCH),
     Metric("e2e_over_invoke", "end-to-end ÷ bare-invoke throughput", True, **_BENCH),
     Metric("size_mb", "model size (MB)", False, **_BENCH),
+    Metric("energy_j_per_image", "energy per image, bare invoke (J)", False, fmt=".3g", spread=True, **_EN),
+    Metric("energy_j_per_image_e2e", "energy per image end to end (J)", False, fmt=".3g",
+           spread=True, **_EN),
+    Metric("power_w", "average power end to end (W)", False, fmt=".1f", **_EN),
+    Metric("idle_power_w", "idle power before it (W)", False, fmt=".1f", **_EN),
+    Metric("gco2e_per_1000", "gCO2e per 1000 images", False, fmt=".3g", **_EN),
+    Metric("compress_energy_j", "conversion energy (J)", False, "convert", fmt=".0f", nullable=True,
+           group="energy"),
+    Metric("compress_gco2e", "conversion gCO2e", False, "convert", fmt=".3g", nullable=True,
+           group="energy"),
+    Metric("break_even_inferences", "break-even vs float32 (images)", False, fmt=".0f",
+           nullable=True, group="energy"),
+    Metric("energy_method", "energy method", None, fmt="", kind="text"),
     Metric("runtime", "runtime", None, fmt="", kind="text"),
     Metric("precision", "precision", None, fmt="", kind="text"),
     Metric("has_ground_truth", "ground truth", None, fmt="", kind="bool"),
@@ -57,6 +72,22 @@ LLM_METRICS = (
     Metric("size_mb", "size on disk (MB)", False),
     Metric("param_mb", "weights in memory (MB)", False),
     Metric("quant_time_s", "GPTQ time (s)", False, "quantize", fmt=".1f", nullable=True),
+    Metric("energy_j_per_token_decode", "energy per decoded token (J)", False, fmt=".3g",
+           spread=True, **_EN),
+    Metric("energy_j_per_token_prefill", "energy per prefilled token (J)", False, fmt=".3g",
+           spread=True, **_EN),
+    Metric("energy_j_per_example", "energy per LAMBADA example (J)", False, "eval", fmt=".3g",
+           group="energy", spread=True),
+    Metric("power_w", "average power decoding (W)", False, fmt=".1f", **_EN),
+    Metric("idle_power_w", "idle power before it (W)", False, fmt=".1f", **_EN),
+    Metric("gco2e_per_1000", "gCO2e per 1000 decoded tokens", False, fmt=".3g", **_EN),
+    Metric("compress_energy_j", "GPTQ energy (J)", False, "quantize", fmt=".0f", nullable=True,
+           group="energy"),
+    Metric("compress_gco2e", "GPTQ gCO2e", False, "quantize", fmt=".3g", nullable=True,
+           group="energy"),
+    Metric("break_even_inferences", "break-even vs base (decoded tokens)", False, fmt=".0f",
+           nullable=True, group="energy"),
+    Metric("energy_method", "energy method", None, fmt="", kind="text"),
     Metric("bits", "bits", None, fmt="g"),
     Metric("group_size", "group size", None, "quantize", fmt="d", nullable=True),
     Metric("k", "k", None, fmt="d"),

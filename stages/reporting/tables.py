@@ -23,8 +23,12 @@ def fmt_value(m: Metric, value: Any) -> str:
 
 
 def cell(m: Metric, row: dict) -> str:
-    """The value, and its 95% interval in brackets when the metric carries one."""
+    """The value, and its 95% interval in brackets when the metric carries one (energy: its
+    p10–p90 over windows in parentheses)."""
     text, ci = fmt_value(m, row.get(m.key)), row.get(f"{m.key}_ci95") if m.ci else None
+    spread = row.get(f"{m.key}_p10_p90") if m.spread else None
+    if spread:
+        return f"{text} ({fmt_value(m, spread[0])}–{fmt_value(m, spread[1])})"
     return f"{text} [{fmt_value(m, ci[0])}, {fmt_value(m, ci[1])}]" if ci else text
 
 
@@ -57,10 +61,14 @@ def table(rows: dict[str, dict], metrics, k: Any = "k", extra: dict | None = Non
 
 
 def tables(rows: dict[str, dict], metrics, k: Any = "k", extra: dict | None = None) -> list[str]:
-    """Accuracy, then speed and size, then the run's counts and settings."""
+    """Accuracy, then speed and size, then energy and carbon (titled with the energy method),
+    then the run's counts and settings."""
+    methods = ", ".join(f"`{x}`" for x in dict.fromkeys(r.get("energy_method") for r in rows.values()))
     groups = [("Accuracy", [m for m in metrics if m.group == "accuracy"], extra),
               ("Speed and size", [m for m in metrics if m.higher_is_better is not None
                                   and m.group == "cost"], None),
+              (f"Energy and carbon (method: {methods}; parentheses: p10–p90 over windows)",
+               [m for m in metrics if m.group == "energy"], None),
               ("Counts and settings", [m for m in metrics if m.higher_is_better is None], None)]
     out = []
     for title, group, ref in groups:

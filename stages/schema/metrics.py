@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
@@ -18,6 +18,23 @@ Score = Optional[float]   # null: undefined (no ground truth, no object of that 
 
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Energy(Record):
+    """Energy of a series of measured windows (stages/meters/energy.py), per `unit`."""
+    method: Literal["nvml", "nvml-power", "rapl", "estimate"]
+    basis: str                 # how the joules were obtained (counter, or CPU time x W/core)
+    unit: str                  # image | token | example | run
+    windows: int = Field(ge=1)
+    units: float = Field(gt=0)
+    joules: float = Field(ge=0)
+    seconds: float = Field(ge=0)
+    power_w: float = Field(ge=0)         # average power over the windows (gross)
+    idle_power_w: float = Field(ge=0)    # measured just before the windows
+    j_per_unit: float = Field(ge=0)      # median over windows (gross)
+    j_per_unit_p10: float = Field(ge=0)
+    j_per_unit_p90: float = Field(ge=0)
+    net_j_per_unit: float                # median net of idle (may be < 0 on a noisy counter)
 
 
 class DetEval(Record):
@@ -48,7 +65,16 @@ class DetBench(Record):
     e2e_over_invoke: float = Field(gt=0)
     size_mb: float = Field(gt=0)
     num_images: int
+    energy_invoke: Energy      # bare invokes, per image
+    energy_e2e: Energy         # end to end over every image, per image
     machine: dict
+
+
+class DetConvert(Record):
+    precision: str
+    convert_time_s: float = Field(ge=0)
+    size_mb: float = Field(gt=0)
+    compress_energy: Energy    # conversion (+ calibration for int8), unit "run"
 
 
 class Agreement(Record):
@@ -74,6 +100,7 @@ class LmEval(Record):
     size_mb: float = Field(gt=0)
     param_mb: float = Field(gt=0)
     kernels: dict[str, int]   # layer class -> how many layers ran it, e.g. {"TorchAtenLinear": 210}
+    energy_eval: Energy       # the scoring loop over every evaluated example, per example
 
 
 class LmBench(Record):
@@ -84,6 +111,8 @@ class LmBench(Record):
     eval_examples_per_s: float = Field(gt=0)
     kernels: dict[str, int]   # layer class -> how many layers ran it, e.g. {"TorchAtenLinear": 210}
     sweep: dict[str, dict[str, float | str]]  # GPTQ kernel -> its tok/s (short protocol) or why not
+    energy_decode: Energy     # per decoded token, one window per speed repeat
+    energy_prefill: Energy    # per prefilled token, one window per speed repeat
     machine: dict
 
 
@@ -92,6 +121,7 @@ class LmQuantize(Record):
     group_size: int
     quant_time_s: float = Field(ge=0)
     size_mb: float = Field(gt=0)
+    compress_energy: Energy   # GPTQ of this width, unit "run"
 
 
 AgreementFile = RootModel[dict[str, Agreement]]

@@ -3,7 +3,7 @@
 language-model sections live in params_lm.py."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -60,6 +60,15 @@ class BenchDet(Section):
     latency_runs: int = Field(ge=1)
 
 
+class Energy(Section):
+    method: Literal["auto", "nvml", "rapl", "estimate"]
+    idle_s: float = Field(ge=0, le=60)                  # idle window before each timed series
+    tdp_w: Optional[float] = Field(default=None, gt=0)  # CPU TDP for `estimate` (null: codecarbon's table)
+    watts_per_core: Optional[float] = Field(default=None, gt=0)  # overrides tdp_w
+    grid_gco2_per_kwh: float = Field(ge=0)              # carbon intensity of the grid
+    grid_country: Optional[str] = Field(default=None, pattern=r"^[A-Za-z]{3}$")  # ISO alpha-3
+
+
 class Params(Section):
     seed: int = Field(ge=0)
     coco: Coco
@@ -71,6 +80,7 @@ class Params(Section):
     quant: Quant
     eval_lm: EvalLm
     bench_lm: BenchLm
+    energy: Energy
 
     @model_validator(mode="after")
     def _kernels(self):

@@ -1,0 +1,84 @@
+"""Energy rows of the summary: metric files' energy figures flattened into per-variant keys,
+carbon from a grid intensity, and break-even counts against the family's reference variant.
+
+One inference is an image end to end (detector) and a decoded token (language model): those
+figures drive `gco2e_per_1000` and `break_even_inferences`. Break-even = the one-time
+compression energy / the gross energy saved per inference versus the reference (float32,
+base), rounded up; null when the variant saves nothing per inference (it never repays).
+"""
+from __future__ import annotations
+
+import math
+
+J_PER_KWH = 3.6e6
+DEFINITION = ("an image end to end (detector), a decoded token (language model); break-even "
+              "is the compression energy over the gross energy saved per inference versus "
+              "float32 / base, and none where the variant saves nothing.")
+INFERENCE = {"detector": ("float32", "energy_j_per_image_e2e"),
+             "llm": ("base", "energy_j_per_token_decode")}
+
+
+def flat(fig: dict, key: str) -> dict:
+    """J per unit (median over windows), its p10-p90 spread and the median net of idle."""
+    return {key: fig["j_per_unit"], f"{key}_p10_p90": [fig["j_per_unit_p10"], fig["j_per_unit_p90"]],
+            f"{key}_net": fig["net_j_per_unit"]}
+
+
+def fields(figures: dict[str, dict], primary: str, compress: dict | None) -> dict:
+    """figures: {summary key: energy figure}; `primary` (the per-inference one) gives the
+    method, power and idle power; `methods` lists every figure's method."""
+    row = {}
+    for key, fig in figures.items():
+        row.update(flat(fig, key))
+    main = figures[primary]
+    row.update(energy_method=main["method"], energy_basis=main["basis"], power_w=main["power_w"],
+               idle_power_w=main["idle_power_w"],
+               energy_methods=sorted({f["method"] for f in figures.values()}),
+               compress_energy_j=compress["joules"] if compress else None,
+               compress_method=compress["method"] if compress else None)
+    return row
+
+
+def grams(joules: float | None, grid_gco2_per_kwh: float) -> float | None:
+    return None if joules is None else joules / J_PER_KWH * grid_gco2_per_kwh
+
+
+def break_even(compress_j: float | None, reference_j: float, variant_j: float) -> int | None:
+    """Inferences after which the saving per inference repays compress_j; None: never."""
+    saving = reference_j - variant_j
+    if compress_j is None or saving <= 0:
+        return None
+    return max(1, math.ceil(compress_j / saving))
+
+
+def derive(rows: dict[str, dict], family: str, grid_gco2_per_kwh: float) -> dict[str, dict]:
+    """Adds gco2e_per_1000, compress_gco2e and break_even_inferences to every row (in place)."""
+    ref, key = INFERENCE[family]
+    for variant, row in rows.items():
+        row["gco2e_per_1000"] = grams(1000 * row[key], grid_gco2_per_kwh)
+        row["compress_gco2e"] = grams(row["compress_energy_j"], grid_gco2_per_kwh)
+        row["break_even_inferences"] = None if variant == ref else break_even(
+            row["compress_energy_j"], rows[ref][key], row[key])
+    return rows
+
+
+def notes(det: dict[str, dict], llm: dict[str, dict]) -> list[str]:
+    """Plain statements about the methods behind the energy figures, for the report."""
+    out = []
+    for name, rows in (("detector", det), ("language model", llm)):
+        methods = sorted({m for r in rows.values() for m in r["energy_methods"]}
+                         | {r["compress_method"] for r in rows.values() if r["compress_method"]})
+        line = f"**{name.capitalize()} energy method: {', '.join(f'`{m}`' for m in methods)}**"
+        if len(methods) > 1:
+            line += (" — **mixed methods**: figures from different methods are not comparable "
+                     "with each other; each table cell's method is in the metric files")
+        out.append(line + f" ({next(iter(rows.values()))['energy_basis']}).")
+        if "estimate" in methods:
+            out.append(f"**{name.capitalize()}: `estimate` is not a measurement**: it is process "
+                       "CPU time × a power per core, so it is proportional to CPU time and "
+                       "carries no information beyond the speed numbers; its idle power is ~0 "
+                       "by construction (a sleeping process uses no CPU time).")
+    if {r["energy_method"] for r in det.values()} != {r["energy_method"] for r in llm.values()}:
+        out.append("The detector's and the language model's energy figures come from different "
+                   "methods: do not compare them with each other.")
+    return out
