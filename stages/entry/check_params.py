@@ -8,12 +8,14 @@ The marker's content never changes, so a passing check invalidates nothing downs
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main
 from stages.core.files import atomic_path
 from stages.schema import params as P
 from stages.schema.params_model import Params
+from stages.schema.variants import missing_package, packages
 
 MARKER = "params checked against stages/schema/params.py\n"
 
@@ -30,6 +32,10 @@ def preflight(p: Params) -> None:
     for key, value, exists in local:
         if not exists(Path(value)):
             raise PipelineError(f"{key}: {value} not found")
+    for variant in p.detector.runtimes:  # a runtime's packages, before any stage converts
+        for module in packages(variant):
+            if importlib.util.find_spec(module) is None:
+                raise PipelineError(f"detector.runtimes: {variant}: {missing_package(module)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from stages.schema.variants import RUNTIME_PRECISIONS, split_variant  # noqa: F401 (re-exported)
 
 
 def _listify(value: Any) -> Any:
@@ -34,11 +36,10 @@ class Coco(Section):
 
 
 Precision = Literal["float32", "float16", "int8", "dynamic_int8"]
-
-
 class Detector(Section):
     source: Literal["package", "official"]
     precisions: Annotated[list[Precision], BeforeValidator(_listify)]
+    runtimes: Annotated[list[str], BeforeValidator(_listify)]
     calib_size: int = Field(ge=1)
     score_threshold: float = Field(ge=0, le=1)
     iou_threshold: float = Field(gt=0, le=1)
@@ -51,6 +52,15 @@ class Detector(Section):
         if len(set(self.precisions)) != len(self.precisions):
             raise ValueError("lists a precision twice")
         return self
+
+    @field_validator("runtimes")
+    @classmethod
+    def _variants(cls, names: list[str]) -> list[str]:
+        for name in names:
+            split_variant(name)
+        if len(set(names)) != len(names):
+            raise ValueError("lists a variant twice")
+        return names
 
 
 class Bootstrap(Section):
