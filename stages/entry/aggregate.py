@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     with timed("reading params and metrics"):
         used = used_params(P.load(args.params, PARAMS)).copy()
         used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
-        det, det_machine = load_detector(args.metrics, detector_variants(used["detector"]["precisions"]))
+        det, det_machine = load_detector(args.metrics, detector_variants(
+            used["detector"]["precisions"], used["detector"]["runtimes"]))
         llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]))
     with timed("building figures"):
         items = figures.build_all(det, llm)

@@ -9,10 +9,13 @@ from stages.core.errors import PipelineError
 from stages.schema import metrics as M
 
 DETECTOR_ORDER = ("float32", "float16", "int8", "dynamic_int8")  # fixed order of every table
+RUNTIME_ORDER = ("onnxruntime", "openvino")
 
 
-def detector_variants(precisions: list[str]) -> list[str]:
-    return [p for p in DETECTOR_ORDER if p in precisions]
+def detector_variants(precisions: list[str], runtimes: list[str] = ()) -> list[str]:
+    """LiteRT's precisions, then each other runtime's variants, precisions in fixed order."""
+    return [p for p in DETECTOR_ORDER if p in precisions] + [
+        f"{r}-{p}" for r in RUNTIME_ORDER for p in DETECTOR_ORDER if f"{r}-{p}" in runtimes]
 
 
 def llm_variants(bits: list[int]) -> list[str]:
@@ -27,7 +30,7 @@ def _entry(doc, variant: str, path: Path):
 
 
 def load_detector(root: Path, variants: list[str]) -> tuple[dict[str, dict], dict]:
-    """Rows of eval + bench + agreement per precision, and the bench stage's machine record."""
+    """Rows of eval + bench + agreement per variant, and the bench stage's machine record."""
     agree_path = root / "detector" / "agreement.json"
     agreement = M.read(agree_path, M.AgreementFile)
     rows, machine = {}, {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import yaml
 
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, PUBLISHED_MAP
-from stages.reporting.tables import overlaps, tables
+from stages.reporting.tables import overlaps, ratio_lines, tables
 
 
 def caveats(params: dict, det: dict[str, dict]) -> list[str]:
@@ -58,8 +58,11 @@ def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: di
     if notes:
         parts += ["", "## Caveats", ""] + [f"- {line}" for line in notes]
     published = {"published float, full COCO (TF1 zoo)": {"AP": PUBLISHED_MAP / 100}}
-    parts += ["", "## Detector (SSD MobileNet v2, LiteRT)", ""]
+    parts += ["", "## Detector (SSD MobileNet v2: LiteRT, ONNX Runtime, OpenVINO)", ""]
     parts += tables(det, DETECTOR_METRICS, extra=published)
+    ratios = ratio_lines(det)
+    if ratios:
+        parts += ["### int8 speed-up per runtime (one run, this machine)", ""] + ratios + [""]
     parts += ["## Language model (GPTQ)", ""] + tables(llm, LLM_METRICS, k)
     parts += [f"`acc` is `lambada_openai`-style (definition below); top-k uses k = {k}.", "",
               "## Differences within the noise", "",

@@ -39,6 +39,7 @@ DETECTOR_METRICS = (
     Metric("images_per_s", "images/s end to end", True, fmt=".1f", **_BENCH),
     Metric("e2e_over_invoke", "end-to-end ÷ bare-invoke throughput", True, **_BENCH),
     Metric("size_mb", "model size (MB)", False, **_BENCH),
+    Metric("peak_rss_mb", "peak RSS of the benchmark (MB)", False, fmt=".0f", **_BENCH),
     Metric("runtime", "runtime", None, fmt="", kind="text"),
     Metric("precision", "precision", None, fmt="", kind="text"),
     Metric("has_ground_truth", "ground truth", None, fmt="", kind="bool"),
