@@ -55,8 +55,29 @@ def to_onnx(base: Path) -> bytes:
     for value in list(model.graph.input) + list(model.graph.output):
         value.name = rename.get(value.name, value.name)
     model.producer_version = ""  # no tf2onnx build string: the file depends on the graph only
+    canonical_constants(model.graph)
     onnx.checker.check_model(model)
     return model.SerializeToString(deterministic=True)
+
+
+def canonical_constants(graph) -> None:
+    """tf2onnx merges equal constants (e.g. every Relu6's 0 and 6) under whichever name a set
+    iteration yields first, so the names, and the bytes, changed with PYTHONHASHSEED. Name
+    every initializer by its first use in node order, and store them in that order."""
+    inits = {i.name: i for i in graph.initializer}
+    names: dict[str, str] = {}
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name in inits:
+                node.input[k] = names.setdefault(name, f"const_{len(names)}")
+    ordered = []
+    for old in list(names) + [n for n in inits if n not in names]:
+        init = type(inits[old])()
+        init.CopyFrom(inits[old])
+        init.name = names.get(old, old)
+        ordered.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(ordered)
 
 
 def samples(paths: list[Path]):
