@@ -225,6 +225,7 @@ def mini(built, tmp_path_factory):
                        "--detections", str(root / "dets" / f"{precision}.json"),
                        "--metrics", str(root / "metrics" / f"{precision}.json"), "--params", params])
     quick = str(write_params(root / "quick.yaml", **{"detector.precisions": ["float32", "int8"],
+                                                     "detector.runtimes": [],
                                                      "bootstrap.samples": 10}))
     det_agreement.main(["--detections", str(root / "dets"),
                         "--data", str(root / "coco" / "eval.json"),
@@ -305,7 +306,7 @@ def test_stage_chain_on_a_few_offline_images(built, tmp_path):
     params = str(write_params(tmp_path / "p.yaml", **{
         "coco.source": "offline", "coco.num_images": 4, "detector.calib_size": 4,
         "bench_det.latency_runs": 5, "bench_det.warmup": 2, "bootstrap.samples": 10,
-        "detector.precisions": ["float32", "int8"]}))
+        "detector.precisions": ["float32", "int8"], "detector.runtimes": []}))
     coco_data.main(["--out", str(tmp_path / "coco"), "--params", params])
     det_convert.main(["--precision", "int8", "--base", str(built / "base"), "--calib",
                       str(tmp_path / "coco" / "calib.json"), "--out", str(tmp_path / "int8.tflite"),
