@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from stages.schema import metrics as M
+from stages.schema.variants import split_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -14,7 +15,9 @@ MACHINE = {"cpu": "Test CPU 9000", "logical_cores": 2, "usable_cores": 2, "os": 
            "python": "3.11.7", "libraries": {"torch": "2.13.0", "dvc": "3.67.1"}}
 DET = {  # variant: (size_mb, latency median ms, agreement mAP, AP with ground truth)
     "float32": (16.7, 31.0, 1.0, 0.215), "float16": (8.4, 33.5, 0.981, 0.214),
-    "int8": (4.7, 19.2, 0.803, 0.192)}
+    "int8": (4.7, 19.2, 0.803, 0.192),
+    "onnxruntime-float32": (16.8, 28.0, 0.995, 0.2149), "onnxruntime-int8": (4.4, 17.0, 0.93, 0.205),
+    "openvino-float32": (16.8, 25.0, 0.996, 0.2151), "openvino-int8": (4.5, 12.5, 0.95, 0.207)}
 LLM = {  # variant: (size_mb, acc, decode tokens/s)
     "base": (538.1, 0.352, 38.2), "int8": (181.4, 0.350, 11.9), "int4": (112.6, 0.322, 12.6),
     "int2": (78.3, 0.014, 12.9)}
@@ -40,15 +43,17 @@ def det_eval(variant: str, ground_truth: bool) -> M.DetEval:
         ("AP", 1), ("AP50", 1.6), ("AP75", 1.0), ("AP_small", 0.1), ("AP_medium", 0.7),
         ("AP_large", 2.0), ("AR100", 1.2))}
     cis = {"AP_ci95": ci(ap), "AP50_ci95": ci(ap * 1.6)} if ground_truth else {}
-    return M.DetEval(runtime="litert", precision=variant, has_ground_truth=ground_truth,
+    runtime, precision = split_variant(variant)
+    return M.DetEval(runtime=runtime, precision=precision, has_ground_truth=ground_truth,
                      num_images=50 if ground_truth else 20, num_detections=900, **aps, **cis)
 
 
 def det_bench(variant: str) -> M.DetBench:
     size, lat, _, _ = DET[variant]
-    return M.DetBench(runtime="litert", precision=variant, threads=2, latency_ms_median=lat,
+    runtime, precision = split_variant(variant)
+    return M.DetBench(runtime=runtime, precision=precision, threads=2, latency_ms_median=lat,
                       latency_ms_p90=lat * 1.12, invoke_per_s=1000 / lat, images_per_s=800 / lat,
-                      e2e_over_invoke=0.8, size_mb=size, num_images=20,
+                      e2e_over_invoke=0.8, size_mb=size, peak_rss_mb=300 + size, num_images=20,
                       energy_invoke=energy(lat * 8e-3, "image", 50),
                       energy_e2e=energy(lat * 1e-2, "image", 20), machine=MACHINE)
 

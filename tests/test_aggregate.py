@@ -13,6 +13,10 @@ from stages.core.errors import PipelineError
 from stages.entry import aggregate
 from tests.metric_fixtures import PARAMS, write_metrics
 
+VARIANTS = ["float32", "float16", "int8", "onnxruntime-float32", "onnxruntime-int8",
+            "openvino-float32", "openvino-int8"]
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     write_metrics(tmp_path / "metrics")
@@ -51,9 +55,12 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert list(summary) == ["detector", "llm", "llm_kernel_sweep", "higher_is_better"]
     assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2"]
     assert summary["llm"]["int4"]["kernel"] == "TorchLinear" and summary["llm"]["base"]["kernel"] is None
-    assert list(summary["detector"]) == ["float32", "float16", "int8"]
+    assert list(summary["detector"]) == VARIANTS
     assert list(summary["llm"]) == ["base", "int8", "int4", "int2"]
     keys = flat(summary)
+    assert keys["detector.openvino-int8.runtime"] == "openvino"
+    assert keys["detector.openvino-int8.precision"] == "int8"
+    assert keys["detector.openvino-int8.peak_rss_mb"] == 304.5
     assert keys["detector.int8.agreement_mAP"] == 0.803
     assert keys["detector.float32.AP"] is None  # offline: no ground truth
     assert keys["llm.int4.acc"] == 0.322 and keys["llm.int4.quant_time_s"] == 44.0
@@ -86,7 +93,7 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["llm.int8.break_even_inferences"] is None  # 11.9 tok/s vs base 38.2: costs more
     assert keys["llm.base.gco2e_per_1000"] == pytest.approx(1000 * 0.5 / 38.2 / 3.6e6 * 475)
     det = list(csv.DictReader((workdir / "plots" / "detector.csv").open()))
-    assert [r["variant"] for r in det] == ["float32", "float16", "int8"]
+    assert [r["variant"] for r in det] == VARIANTS
     assert det[2]["AP"] == "" and float(det[2]["size_mb"]) == 4.7
     assert float(det[2]["agreement_mAP_ci_low"]) == 0.783
     llm = list(csv.DictReader((workdir / "plots" / "llm.csv").open()))
@@ -102,6 +109,9 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
             "detector_tradeoff_energy", "llm_tradeoff_energy"} == stems
     report = (workdir / "plots" / "report.md").read_text()
     assert all(f"(png/{s}.png)" in report for s in stems)
+    assert "- `openvino`: int8 ÷ float32 invoke latency = **0.50**" in report
+    assert "- `litert`: int8 ÷ float32 invoke latency = **0.62**" in report
+    assert "- fastest int8 row: `openvino-int8`, 12.50 ms median" in report
     assert not [p for p in workdir.rglob(".*") if p.name != ".pytest_cache"]  # no temp left
 
 
@@ -115,10 +125,12 @@ def test_html_renders_offline(workdir, no_png):
 def test_fixed_order_and_scalar_bits(workdir, no_png):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["detector"]["precisions"] = ["int8", "float32", "float16"]
+    params["detector"]["runtimes"] = ["openvino-int8", "onnxruntime-float32"]
     params["quant"]["bits"] = 4  # dvc exp run -S quant.bits=4
     run(workdir, params)
     summary = json.loads((workdir / "out" / "summary.json").read_text())
-    assert list(summary["detector"]) == ["float32", "float16", "int8"]
+    assert list(summary["detector"]) == ["float32", "float16", "int8", "onnxruntime-float32",
+                                         "openvino-int8"]
     assert list(summary["llm"]) == ["base", "int4"]
 
 

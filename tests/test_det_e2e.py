@@ -220,11 +220,12 @@ def mini(built, tmp_path_factory):
                           "--params", params])
     models = {"float32": built / "float32.tflite", "int8": root / "int8.tflite"}
     for precision, model in models.items():
-        det_eval.main(["--precision", precision, "--model", str(model),
+        det_eval.main(["--variant", precision, "--model", str(model),
                        "--data", str(root / "coco" / "eval.json"),
                        "--detections", str(root / "dets" / f"{precision}.json"),
                        "--metrics", str(root / "metrics" / f"{precision}.json"), "--params", params])
     quick = str(write_params(root / "quick.yaml", **{"detector.precisions": ["float32", "int8"],
+                                                     "detector.runtimes": [],
                                                      "bootstrap.samples": 10}))
     det_agreement.main(["--detections", str(root / "dets"),
                         "--data", str(root / "coco" / "eval.json"),
@@ -305,7 +306,7 @@ def test_stage_chain_on_a_few_offline_images(built, tmp_path):
     params = str(write_params(tmp_path / "p.yaml", **{
         "coco.source": "offline", "coco.num_images": 4, "detector.calib_size": 4,
         "bench_det.latency_runs": 5, "bench_det.warmup": 2, "bootstrap.samples": 10,
-        "detector.precisions": ["float32", "int8"]}))
+        "detector.precisions": ["float32", "int8"], "detector.runtimes": []}))
     coco_data.main(["--out", str(tmp_path / "coco"), "--params", params])
     det_convert.main(["--precision", "int8", "--base", str(built / "base"), "--calib",
                       str(tmp_path / "coco" / "calib.json"), "--out", str(tmp_path / "int8.tflite"),
@@ -313,10 +314,10 @@ def test_stage_chain_on_a_few_offline_images(built, tmp_path):
     models = {"float32": built / "float32.tflite", "int8": tmp_path / "int8.tflite"}
     data = str(tmp_path / "coco" / "eval.json")
     for precision, model in models.items():
-        det_eval.main(["--precision", precision, "--model", str(model), "--data", data,
+        det_eval.main(["--variant", precision, "--model", str(model), "--data", data,
                        "--detections", str(tmp_path / "dets" / f"{precision}.json"),
                        "--metrics", str(tmp_path / "eval" / f"{precision}.json"), "--params", params])
-        det_bench.main(["--precision", precision, "--model", str(model), "--data", data,
+        det_bench.main(["--variant", precision, "--model", str(model), "--data", data,
                         "--metrics", str(tmp_path / "bench" / f"{precision}.json"), "--params", params])
         m = M.read(tmp_path / "eval" / f"{precision}.json", M.DetEval)
         assert m.num_images == 4 and not m.has_ground_truth and m.AP is None and m.AP_ci95 is None

@@ -285,12 +285,12 @@ def test_eval_and_bench_reject_bad_models_and_keep_outputs(tmp_path):
     eval_args = args + ["--detections", str(dets)]
     for stage, extra in ((det_eval, eval_args), (det_bench, args)):
         with pytest.raises(PipelineError, match="unknown precision 'bf16'"):
-            stage.main(["--precision", "bf16", "--model", "x"] + extra)
+            stage.main(["--variant", "bf16", "--model", "x"] + extra)
         with pytest.raises(PipelineError, match="detector model"):
-            stage.main(["--precision", "int8", "--model", str(tmp_path / "none.tflite")] + extra)
+            stage.main(["--variant", "int8", "--model", str(tmp_path / "none.tflite")] + extra)
         (tmp_path / "bad.tflite").write_bytes(b"\x00garbage" * 100)
         with pytest.raises(PipelineError, match="not a valid .tflite"):
-            stage.main(["--precision", "int8", "--model", str(tmp_path / "bad.tflite")] + extra)
+            stage.main(["--variant", "int8", "--model", str(tmp_path / "bad.tflite")] + extra)
     assert dets.read_text() == metrics.read_text() == "previous"
 
 
@@ -310,7 +310,7 @@ def test_eval_writes_detections_and_schema_metrics(tmp_path, monkeypatch):
     fake, made = PerfectDetector(), []
     monkeypatch.setattr(runtimes, "detector", lambda *a: made.append(a) or fake)
     (tmp_path / "m.tflite").write_bytes(b"x")
-    det_eval.main(["--precision", "int8", "--model", str(tmp_path / "m.tflite"), "--data",
+    det_eval.main(["--variant", "int8", "--model", str(tmp_path / "m.tflite"), "--data",
                    str(data / "eval.json"), "--detections", str(tmp_path / "d.json"),
                    "--metrics", str(tmp_path / "m.json"), "--params", str(params)])
     assert made[0][0] == "litert" and fake.calls == 5
@@ -331,7 +331,7 @@ def test_bench_times_after_warmup_and_records_threads(tmp_path, monkeypatch):
     fake, made = PerfectDetector(), []
     monkeypatch.setattr(runtimes, "detector", lambda *a: made.append(a) or fake)
     (tmp_path / "m.tflite").write_bytes(b"12345")
-    det_bench.main(["--precision", "float16", "--model", str(tmp_path / "m.tflite"), "--data",
+    det_bench.main(["--variant", "float16", "--model", str(tmp_path / "m.tflite"), "--data",
                     str(data / "eval.json"), "--metrics", str(tmp_path / "b.json"),
                     "--params", str(params)])
     assert made[0][0] == "litert" and made[0][2] == 3
@@ -473,11 +473,14 @@ def test_agreement_float32_is_one_needs_its_files_and_ignores_stale_ones(tmp_pat
     data.write_text(json.dumps({"images": gt["images"], "image_root": ".",
                                 "has_ground_truth": False}))
     (dets / "int8.json").write_text(json.dumps(moved))
+    (dets / "openvino-int8.json").write_text(json.dumps(ref))
     (dets / "dynamic_int8.json").write_text("{stale and corrupt")  # not in detector.precisions
+    (dets / "onnxruntime-int8.json").write_text("{stale")  # nor in detector.runtimes
     (dets / "float16.json").write_text(json.dumps([]))
     out = tmp_path / "agreement.json"
     args = ["--detections", str(dets), "--data", str(data), "--out", str(out), "--params",
             str(write_params(tmp_path / "p.yaml", **{"detector.precisions": ["float32", "int8"],
+                                                     "detector.runtimes": ["openvino-int8"],
                                                      "bootstrap.samples": 20}))]
     with pytest.raises(PipelineError, match="float32.json"):
         det_agreement.main(args)
@@ -485,7 +488,8 @@ def test_agreement_float32_is_one_needs_its_files_and_ignores_stale_ones(tmp_pat
     (dets / "float32.json").write_text(json.dumps(ref))
     det_agreement.main(args)
     result = M.read(out, M.AgreementFile).root
-    assert set(result) == {"float32", "int8"}  # never the leftover float16/dynamic_int8 files
+    assert list(result) == ["float32", "int8", "openvino-int8"]  # never the leftover files
+    assert result["openvino-int8"].agreement_mAP == pytest.approx(1.0)  # vs LiteRT float32
     assert result["float32"].agreement_mAP == pytest.approx(1.0)
     assert result["float32"].agreement_mAP_ci95 == pytest.approx((1.0, 1.0))
     assert result["float32"].agreement_AP50 == pytest.approx(1.0)

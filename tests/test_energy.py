@@ -259,6 +259,6 @@ def test_gpu_method_without_a_gpu_fails_in_check_params_and_at_stage_start(monke
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(params_with(method="nvml")))
     with pytest.raises(PipelineError, match="energy.method=nvml"):  # before any model is opened
-        det_bench.main(["--precision", "int8", "--model", str(tmp_path / "missing.tflite"),
+        det_bench.main(["--variant", "int8", "--model", str(tmp_path / "missing.tflite"),
                         "--data", str(tmp_path / "missing.json"), "--metrics",
                         str(tmp_path / "m.json"), "--params", str(params)])

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not DVC.exists() or not shutil.which("git"), reason="no dvc/git")]
 TINY = {  # every stage runs, each in seconds to a minute on 2 cores
-    "coco": {"num_images": 2}, "detector": {"precisions": ["float32", "int8"], "calib_size": 3},
+    "coco": {"num_images": 2}, "detector": {"precisions": ["float32", "int8"], "calib_size": 3,
+                                         "runtimes": ["onnxruntime-int8", "openvino-float32"]},
     "bootstrap": {"samples": 20}, "bench_det": {"warmup": 1, "latency_runs": 3},
     "lambada": {"calib_articles": 64},
     "quant": {"bits": [8], "calib_size": 4, "calib_seq_len": 16},
@@ -84,7 +85,8 @@ def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
 
 def test_every_stage_reads_each_param_it_declares(repo):
     records = [json.loads(line) for line in (repo / "trace.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in records} >= {"coco_data", "det_convert", "det_eval", "det_bench",
+    assert {r["stage"] for r in records} >= {"coco_data", "det_convert", "det_convert_rt",
+                                            "det_eval", "det_bench", "det_agreement",
                                             "lm_quantize", "lm_eval", "lm_bench", "aggregate"}
     for r in records:  # a declared key counts as read when it or a key below it was read
         unread = [k for k in r["declared"] if not any(s == k or s.startswith(k + ".") for s in r["read"])]
@@ -95,6 +97,7 @@ def test_every_stage_reads_each_param_it_declares(repo):
     (lambda p: p["coco"].update(source="nonsense"), "coco.source: Input should be"),
     (lambda p: p["quant"].update(bit=4), "unknown key 'quant.bit' (did you mean 'quant.bits'?)"),
     (lambda p: p["detector"].update(precisions=["float32", "int8", "int4"]), "detector.precisions"),
+    (lambda p: p["detector"].update(runtimes=["openvino-float16"]), "unsupported (runtime, precision)"),
     (lambda p: p["eval_lm"].update(topk=3), "did you mean 'eval_lm.k'?"),
 ])
 def test_bad_param_through_dvc_repro_is_one_line_and_removes_nothing(repo, change, message):

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         used = used_params(P.load(args.params, PARAMS)).copy()
         used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
         grid = used.pop("grid_gco2_per_kwh")
-        det, det_machine = load_detector(args.metrics, detector_variants(used["detector"]["precisions"]), grid)
+        det, det_machine = load_detector(args.metrics, detector_variants(
+            used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
         llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]), grid)
     with timed("building figures"):
         items = figures.build_all(det, llm) + energy_figures.build(det, llm)

@@ -8,6 +8,7 @@ The marker's content never changes, so a passing check invalidates nothing downs
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main
@@ -16,6 +17,7 @@ from stages.meters.cpu_power import grid_intensity
 from stages.meters.energy_sources import nvml_handle
 from stages.schema import params as P
 from stages.schema.params_model import Params
+from stages.schema.variants import missing_package, packages
 
 MARKER = "params checked against stages/schema/params.py\n"
 
@@ -35,6 +37,10 @@ def preflight(p: Params) -> None:
     if p.energy.method == "nvml":
         nvml_handle()  # one line when there is no NVIDIA GPU or driver here
     grid_intensity(p.energy.grid_gco2_per_kwh, p.energy.grid_country)  # an unknown country code
+    for variant in p.detector.runtimes:  # a runtime's packages, before any stage converts
+        for module in packages(variant):
+            if importlib.util.find_spec(module) is None:
+                raise PipelineError(f"detector.runtimes: {variant}: {missing_package(module)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,10 +1,11 @@
-"""Agreement of every precision with float32, scored by pycocotools COCOeval with 95% intervals.
+"""Agreement of every variant (every runtime and precision) with LiteRT float32, scored by pycocotools COCOeval with 95% intervals.
 
 float32's confident detections (score >= 0.5) become pseudo ground truth; each precision's
 full detection list is scored against it. This is NOT accuracy against human labels: it
 says how far quantization moves the detector, and it is the only detector metric for
 sources without ground truth (the offline photos). float32 against itself must score 1.0.
-Only the precisions of detector.precisions are read, never a stale file of an earlier run.
+Only the variants of detector.precisions and detector.runtimes are read, never a stale file
+of an earlier run.
 """
 from __future__ import annotations
 
@@ -17,26 +18,27 @@ from stages.datasets.coco import read_manifest
 from stages.schema import params as P
 from stages.tasks import coco_detection as C
 
-PARAMS = ("bootstrap", "detector.precisions")
+PARAMS = ("bootstrap", "detector.precisions", "detector.runtimes")
 REFERENCE = "float32"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--detections", required=True, type=Path, help="folder of <precision>.json")
+    ap.add_argument("--detections", required=True, type=Path, help="folder of <variant>.json")
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params, PARAMS)
-    boot, files = p["bootstrap"], {v: args.detections / f"{v}.json" for v in p["detector"]["precisions"]}
+    variants = p["detector"]["precisions"] + p["detector"]["runtimes"]
+    boot, files = p["bootstrap"], {v: args.detections / f"{v}.json" for v in variants}
     data = read_manifest(args.data, "evaluation manifest")
     dets = {name: read_json(path, "detections") for name, path in files.items()}
     gt = C.pseudo_ground_truth(data["images"], dets[REFERENCE])
     log.info("pseudo ground truth: %d float32 boxes with score >= %.2f",
              len(gt["annotations"]), C.PSEUDO_GT_SCORE)
     out = {}
-    for name in [REFERENCE] + sorted(n for n in dets if n != REFERENCE):
+    for name in [REFERENCE] + [n for n in variants if n != REFERENCE]:
         with timed(f"agreement of {name}"):
             out[name] = C.agreement(gt, dets[name], boot["samples"], boot["seed"])
     write_json(args.out, out)

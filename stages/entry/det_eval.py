@@ -1,4 +1,4 @@
-"""Accuracy of one .tflite detector: COCO detections and pycocotools metrics with 95% intervals.
+"""Accuracy of one detector variant (any runtime): COCO detections and pycocotools metrics with 95% intervals.
 
 Detections: COCO results (image_id, official category_id, bbox [x, y, w, h] in original
 pixels, score). Metrics: COCOeval AP, AP50, AP75, AP_small/medium/large, AR100 (0..1; null
@@ -18,31 +18,30 @@ from stages.schema import metrics as M, params as P
 from stages.tasks import coco_detection as C
 
 PARAMS = ("bootstrap",)
-RUNTIME = "litert"
 THREADS = len(os.sched_getaffinity(0))  # detections do not depend on it (tests check 1, 2, 3)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--precision", "--model", "--data", "--detections", "--metrics"):
+    for flag in ("--variant", "--model", "--data", "--detections", "--metrics"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     boot = P.load(args.params, PARAMS)["bootstrap"]
-    det, gt, paths = open_detector(RUNTIME, args.precision, args.model, args.data, THREADS)
+    runtime, precision, det, gt, paths = open_detector(args.variant, args.model, args.data, THREADS)
     with timed(f"detect {len(paths)} images"):
         results, _ = detect_all(det, gt["images"], paths)
     with atomic_path(args.detections) as tmp:
         tmp.write_text(json.dumps(results) + "\n")
     has_gt = bool(gt.get("has_ground_truth"))
-    row = {"runtime": RUNTIME, "precision": args.precision, "has_ground_truth": has_gt,
+    row = {"runtime": runtime, "precision": precision, "has_ground_truth": has_gt,
            "num_images": len(paths), "num_detections": len(results)}
     if has_gt:
         with timed(f"COCOeval + {boot['samples']} bootstrap resamples"):
             ev = C.evaluate(gt, results)
             row.update(C.stats(ev), **C.bootstrap_ci(ev, boot["samples"], boot["seed"]))
     M.write(args.metrics, M.DetEval(**row))
-    log.info("%s: AP=%s, %d detections", args.precision, row.get("AP"), len(results))
+    log.info("%s: AP=%s, %d detections", args.variant, row.get("AP"), len(results))
 
 
 if __name__ == "__main__":

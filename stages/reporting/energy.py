@@ -13,7 +13,7 @@ import math
 J_PER_KWH = 3.6e6
 DEFINITION = ("an image end to end (detector), a decoded token (language model); break-even "
               "is the compression energy over the gross energy saved per inference versus "
-              "float32 / base, and none where the variant saves nothing.")
+              "float32 on the same runtime / base, and none where the variant saves nothing.")
 INFERENCE = {"detector": ("float32", "energy_j_per_image_e2e"),
              "llm": ("base", "energy_j_per_token_decode")}
 
@@ -57,9 +57,18 @@ def derive(rows: dict[str, dict], family: str, grid_gco2_per_kwh: float) -> dict
     for variant, row in rows.items():
         row["gco2e_per_1000"] = grams(1000 * row[key], grid_gco2_per_kwh)
         row["compress_gco2e"] = grams(row["compress_energy_j"], grid_gco2_per_kwh)
-        row["break_even_inferences"] = None if variant == ref else break_even(
-            row["compress_energy_j"], rows[ref][key], row[key])
+        own = reference(variant, ref, rows)
+        row["break_even_inferences"] = None if variant == own else break_even(
+            row["compress_energy_j"], rows[own][key], row[key])
     return rows
+
+
+def reference(variant: str, ref: str, rows: dict) -> str:
+    """The uncompressed variant on the same runtime: `onnxruntime-int8` -> `onnxruntime-float32`
+    (when present), a LiteRT precision or an LM variant -> `ref`."""
+    runtime, sep, _ = variant.partition("-")
+    own = f"{runtime}-{ref}"
+    return own if sep and own in rows else ref
 
 
 def notes(det: dict[str, dict], llm: dict[str, dict]) -> list[str]:

@@ -16,6 +16,9 @@ COLORS = {"float32": "#0072B2", "float16": "#56B4E9", "int8": "#009E73",
 OTHER_COLOR = "#999999"
 SYMBOLS = {"float32": "circle", "float16": "diamond", "int8": "square",
            "dynamic_int8": "triangle-up", "base": "circle", "int4": "diamond", "int2": "x"}
+# Detector rows: colour = runtime, marker shape (bar pattern) = precision.
+RUNTIME_COLORS = {"litert": "#0072B2", "onnxruntime": "#E69F00", "openvino": "#009E73"}
+PATTERNS = {"float32": "", "float16": ".", "int8": "/", "dynamic_int8": "x"}
 D = {m.key: m for m in DETECTOR_METRICS}
 L = {m.key: m for m in LLM_METRICS}
 
@@ -26,8 +29,14 @@ class Panel(NamedTuple):
     ref: tuple[float, str] | None = None   # (value in display units, label)
 
 
-def color(variant: str) -> str:
+def color(variant: str, row: dict | None = None) -> str:
+    if row and "runtime" in row:
+        return RUNTIME_COLORS.get(row["runtime"], OTHER_COLOR)
     return COLORS.get(variant, OTHER_COLOR)
+
+
+def symbol(variant: str, row: dict | None = None) -> str:
+    return SYMBOLS.get(row["precision"] if row and "precision" in row else variant, "circle")
 
 
 def _value(row: dict, m: Metric) -> float | None:
@@ -57,7 +66,8 @@ def bars(title: str, rows: dict[str, dict], panels: list[Panel], k=None) -> go.F
                                arrayminus=[v - ci[0]], thickness=1.5, width=6), ci[1]
             fig.add_trace(go.Bar(
                 x=[variant], y=[v if v is not None else 0], name=variant, legendgroup=variant,
-                showlegend=col == 1, marker_color=color(variant), error_y=err,
+                showlegend=col == 1, marker_color=color(variant, row), error_y=err,
+                marker_pattern_shape=PATTERNS.get(row.get("precision"), ""),
                 text=[format(v, p.metric.fmt) if v is not None else "n/a"],
                 textposition="inside" if (p.whisker or p.ref or err) and v else "outside", cliponaxis=False,
                 insidetextanchor="end"), row=1, col=col)
@@ -94,7 +104,7 @@ def tradeoff(title: str, rows: dict[str, dict], x: Metric, y: Metric, better: st
         fig.add_trace(go.Scatter(
             x=[_value(row, x)], y=[v], name=variant, mode="markers+text", error_y=err,
             text=[variant], textposition=text_pos, cliponaxis=False,
-            marker=dict(size=16, color=color(variant), symbol=SYMBOLS.get(variant, "circle"),
+            marker=dict(size=16, color=color(variant, row), symbol=symbol(variant, row),
                         line=dict(width=1, color="black"))))
     fig.add_annotation(text=f"better: {better}", xref="paper", yref="paper", showarrow=False,
                        x=1 if "right" in better else 0, y=1.06, font=dict(color="#444"))
@@ -114,7 +124,7 @@ def build_all(det: dict[str, dict], llm: dict[str, dict]) -> list[tuple[str, str
     k = next(iter(llm.values()))["k"]
     items = [
         ("detector_size", "Detector model size", bars(
-            "Detector model size (LiteRT .tflite)", det, [Panel(D["size_mb"])])),
+            "Detector model size (files on disk)", det, [Panel(D["size_mb"])])),
         ("detector_accuracy", acc_title, bars(acc_title + " · error bars: 95% interval", det, [Panel(acc, ref=ref), Panel(acc50)])),
         ("detector_speed", "Detector speed", bars(
             "Detector speed (bar = median, whisker = p90)", det,
@@ -128,9 +138,11 @@ def build_all(det: dict[str, dict], llm: dict[str, dict]) -> list[tuple[str, str
         ("llm_speed", "LM speed", bars("LM speed (batch 1, greedy)", llm, [
             Panel(L["decode_tokens_per_s"]), Panel(L["prefill_tokens_per_s"])])),
         ("detector_tradeoff_size", "Detector: accuracy vs size", tradeoff(
-            "Detector: accuracy vs size", det, D["size_mb"], acc, "upper left")),
+            "Detector: accuracy vs size (colour: runtime, shape: precision)", det, D["size_mb"],
+            acc, "upper left")),
         ("detector_tradeoff_speed", "Detector: accuracy vs latency", tradeoff(
-            "Detector: accuracy vs latency", det, D["latency_ms_median"], acc, "upper left")),
+            "Detector: accuracy vs latency (colour: runtime, shape: precision)", det,
+            D["latency_ms_median"], acc, "upper left")),
         ("llm_tradeoff_size", "LM: accuracy vs size", tradeoff(
             "LM: LAMBADA accuracy vs size on disk", llm, L["size_mb"], L["acc"], "upper left")),
         ("llm_tradeoff_speed", "LM: accuracy vs decode speed", tradeoff(

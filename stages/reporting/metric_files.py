@@ -11,10 +11,13 @@ from stages.reporting import energy as E
 from stages.schema import metrics as M
 
 DETECTOR_ORDER = ("float32", "float16", "int8", "dynamic_int8")  # fixed order of every table
+RUNTIME_ORDER = ("onnxruntime", "openvino")
 
 
-def detector_variants(precisions: list[str]) -> list[str]:
-    return [p for p in DETECTOR_ORDER if p in precisions]
+def detector_variants(precisions: list[str], runtimes: list[str] = ()) -> list[str]:
+    """LiteRT's precisions, then each other runtime's variants, precisions in fixed order."""
+    return [p for p in DETECTOR_ORDER if p in precisions] + [
+        f"{r}-{p}" for r in RUNTIME_ORDER for p in DETECTOR_ORDER if f"{r}-{p}" in runtimes]
 
 
 def llm_variants(bits: list[int]) -> list[str]:
@@ -30,7 +33,7 @@ def _entry(doc, variant: str, path: Path):
 
 def load_detector(root: Path, variants: list[str],
                   grid: float = WORLD_GCO2_PER_KWH) -> tuple[dict[str, dict], dict]:
-    """Rows of eval + bench + convert + agreement per precision (energy and carbon at `grid`
+    """Rows of eval + bench + convert + agreement per variant (energy and carbon at `grid`
     gCO2e/kWh), and the bench stage's machine record."""
     agree_path = root / "detector" / "agreement.json"
     agreement = M.read(agree_path, M.AgreementFile)

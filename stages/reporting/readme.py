@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stages.reporting.kernels import sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
-from stages.reporting.tables import cell, label
+from stages.reporting.tables import cell, label, ratio_lines
 
 START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
 DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
@@ -22,6 +22,9 @@ def _table(rows: dict, metrics, keys, k="k") -> list[str]:
 def render(summary: dict, k: int) -> str:
     lines = [START, "", "Detector (brackets: 95% bootstrap interval over images):", ""]
     lines += _table(summary["detector"], DETECTOR_METRICS, DET_KEYS)
+    ratios = ratio_lines(summary["detector"])
+    lines += ["", "Median invoke latency, int8 ÷ float32 per runtime (one run):", ""] + ratios \
+        if ratios else []
     lines += ["", f"Language model (brackets: 95% bootstrap interval over examples; k = {k}):", ""]
     lines += _table(summary["llm"], LLM_METRICS, LLM_KEYS, k)
     sweep = sweep_table(summary.get("llm_kernel_sweep", {}))

@@ -6,7 +6,7 @@ import yaml
 from stages.reporting.kernels import sweep_summary, sweep_table
 from stages.reporting import energy
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, PUBLISHED_MAP
-from stages.reporting.tables import overlaps, tables
+from stages.reporting.tables import overlaps, ratio_lines, tables
 
 
 def caveats(params: dict, det: dict[str, dict]) -> list[str]:
@@ -63,8 +63,11 @@ def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: di
     parts += ["", "## Energy: how it was obtained", ""]
     parts += [f"- {line}" for line in energy.notes(det, llm)]
     parts += [f"- One inference: {energy.DEFINITION} Carbon at {params.get('grid', 'the params')}."]
-    parts += ["", "## Detector (SSD MobileNet v2, LiteRT)", ""]
+    parts += ["", "## Detector (SSD MobileNet v2: LiteRT, ONNX Runtime, OpenVINO)", ""]
     parts += tables(det, DETECTOR_METRICS, extra=published)
+    ratios = ratio_lines(det)
+    if ratios:
+        parts += ["### int8 speed-up per runtime (one run, this machine)", ""] + ratios + [""]
     parts += ["## Language model (GPTQ)", ""] + tables(llm, LLM_METRICS, k)
     parts += [f"`acc` is `lambada_openai`-style (definition below); top-k uses k = {k}.", ""]
     sweep = sweep_table(sweep_summary(llm))

@@ -41,6 +41,7 @@ DETECTOR_METRICS = (
     Metric("images_per_s", "images/s end to end", True, fmt=".1f", **_BENCH),
     Metric("e2e_over_invoke", "end-to-end ÷ bare-invoke throughput", True, **_BENCH),
     Metric("size_mb", "model size (MB)", False, **_BENCH),
+    Metric("peak_rss_mb", "peak RSS of the benchmark (MB)", False, fmt=".0f", **_BENCH),
     Metric("energy_j_per_image", "energy per image, bare invoke (J)", False, fmt=".3g", spread=True, **_EN),
     Metric("energy_j_per_image_e2e", "energy per image end to end (J)", False, fmt=".3g",
            spread=True, **_EN),

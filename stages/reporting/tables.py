@@ -74,3 +74,23 @@ def tables(rows: dict[str, dict], metrics, k: Any = "k", extra: dict | None = No
     for title, group, ref in groups:
         out += [f"### {title}", "", table(rows, group, k, ref), ""]
     return out
+
+
+def latency_ratios(rows: dict[str, dict]) -> dict[str, float]:
+    """int8 / float32 median invoke latency per runtime (runtimes with both rows)."""
+    lat = {(r.get("runtime"), r.get("precision")): r.get("latency_ms_median") for r in rows.values()}
+    return {rt: lat[rt, "int8"] / lat[rt, "float32"] for rt, p in lat
+            if p == "float32" and lat.get((rt, "int8")) and lat[rt, p]}
+
+
+def ratio_lines(rows: dict[str, dict]) -> list[str]:
+    """The int8 / float32 latency ratio of each runtime and the fastest int8 row."""
+    out = [f"- `{rt}`: int8 ÷ float32 invoke latency = **{r:.2f}**"
+           for rt, r in latency_ratios(rows).items()]
+    int8 = {v: r["latency_ms_median"] for v, r in rows.items() if r.get("precision") == "int8"}
+    if int8:
+        best = min(int8, key=int8.get)
+        others = [f"`{v}` {t / int8[best]:.2f}×" for v, t in int8.items() if v != best]
+        out.append(f"- fastest int8 row: `{best}`, {int8[best]:.2f} ms median"
+                   + (f" (others: {', '.join(others)} its latency)" if others else ""))
+    return out

@@ -33,20 +33,22 @@ def detect_all(det, images: list[dict], paths: list[Path]) -> tuple[list[dict], 
     return results, time.perf_counter() - t0
 
 
-def open_detector(runtime: str, precision: str, model: str, data: str, threads: int):
-    """(detector, eval manifest, image paths) for det_eval and det_bench, after the checks that
-    need no model: a known precision, the model file, the manifest and every image's sha256."""
-    from typing import get_args
-
+def open_detector(variant: str, model: str, data: str, threads: int):
+    """(runtime, precision, detector, eval manifest, image paths) for det_eval and det_bench,
+    after the checks that need no model: a known variant ("int8": LiteRT's, "openvino-int8"),
+    the model file (LiteRT) or folder (the others), the manifest and every image's sha256."""
     from stages.core.errors import PipelineError
-    from stages.core.files import require_file
+    from stages.core.files import require_dir, require_file
     from stages.datasets.coco import image_paths, read_manifest
     from stages.runtimes import detector
-    from stages.schema.params_model import Precision
+    from stages.schema.variants import split_variant
 
-    if precision not in get_args(Precision):
-        raise PipelineError(f"unknown precision {precision!r}; expected one of {get_args(Precision)}")
-    path = require_file(model, "detector model (run det_convert)")
+    try:
+        runtime, precision = split_variant(variant)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    path = require_file(model, "detector model (run det_convert)") if runtime == "litert" else \
+        require_dir(model, "detector model folder (run det_convert_rt)")
     gt = read_manifest(data, "evaluation manifest")
     paths = image_paths(gt, data)
-    return detector(runtime, path, threads), gt, paths
+    return runtime, precision, detector(runtime, path, threads), gt, paths

@@ -64,6 +64,7 @@ class DetBench(Record):
     images_per_s: float = Field(gt=0)
     e2e_over_invoke: float = Field(gt=0)
     size_mb: float = Field(gt=0)
+    peak_rss_mb: float = Field(gt=0)   # the bench process's peak resident memory (ru_maxrss)
     num_images: int
     energy_invoke: Energy      # bare invokes, per image
     energy_e2e: Energy         # end to end over every image, per image

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from stages.schema.variants import RUNTIME_PRECISIONS, split_variant  # noqa: F401 (re-exported)
 
 from stages.schema import kernels
 from stages.schema.params_lm import BenchLm, EvalLm, Lambada, Llm, Quant
@@ -30,11 +32,10 @@ class Coco(Section):
 
 
 Precision = Literal["float32", "float16", "int8", "dynamic_int8"]
-
-
 class Detector(Section):
     source: Literal["package", "official"]
     precisions: Annotated[list[Precision], BeforeValidator(listify)]
+    runtimes: Annotated[list[str], BeforeValidator(listify)]
     calib_size: int = Field(ge=1)
     score_threshold: float = Field(ge=0, le=1)
     iou_threshold: float = Field(gt=0, le=1)
@@ -47,6 +48,15 @@ class Detector(Section):
         if len(set(self.precisions)) != len(self.precisions):
             raise ValueError("lists a precision twice")
         return self
+
+    @field_validator("runtimes")
+    @classmethod
+    def _variants(cls, names: list[str]) -> list[str]:
+        for name in names:
+            split_variant(name)
+        if len(set(names)) != len(names):
+            raise ValueError("lists a variant twice")
+        return names
 
 
 class Bootstrap(Section):
