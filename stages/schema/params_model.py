@@ -121,6 +121,9 @@ class BenchLm(Section):
     score_examples: int = Field(ge=1)
 
 
+from stages.schema.runtimes_model import LmRuntimes  # noqa: E402  (needs Section, _listify)
+
+
 class Params(Section):
     seed: int = Field(ge=0)
     coco: Coco
@@ -132,3 +135,4 @@ class Params(Section):
     quant: Quant
     eval_lm: EvalLm
     bench_lm: BenchLm
+    lm_runtimes: LmRuntimes
