@@ -69,6 +69,10 @@ def score_all(folder: Path, reqs, k: int, threads: int) -> list[dict]:
     return scores
 
 
+def context_length(folder: Path) -> int:
+    return int(json.loads((folder / "genai_config.json").read_text())["model"]["context_length"])
+
+
 def tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
@@ -89,18 +93,6 @@ def speeds(folder: Path, texts: list[str], cfg: dict) -> dict:
     model = og.Model(config)
     ids = tokenizer(folder)("\n\n".join(texts[:200]), add_special_tokens=False)["input_ids"]
     prompt, prefill, n = ids[:32], ids[:cfg["prefill_tokens"]], cfg["decode_tokens"]
-
-    def decode() -> float:
-        params = og.GeneratorParams(model)
-        params.set_search_options(do_sample=False, max_length=len(prompt) + n, min_length=len(prompt) + n)
-        gen = og.Generator(model, params)
-        gen.append_tokens(prompt)      # the prompt's forward also yields the first new token,
-        new, t0 = 1, time.perf_counter()  # as in transformers' generate: both time all n
-        while new < n:
-            gen.generate_next_token()
-            new += 1
-        dt = time.perf_counter() - t0
-        return dt, new
 
     def decode_all() -> float:
         t0 = time.perf_counter()

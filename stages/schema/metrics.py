@@ -93,10 +93,47 @@ class LmQuantize(Record):
     size_mb: float = Field(gt=0)
 
 
+class LmRtEval(Record):
+    """Accuracy of one LM variant on a runtime other than PyTorch (lm_eval_ort)."""
+    runtime: str               # e.g. onnxruntime
+    method: str                # none | ort-int8 | ort-int4 | gptq
+    bits: int
+    acc: float = Field(ge=0, le=1)
+    acc_ci95: Interval
+    topk_acc: float = Field(ge=0, le=1)
+    topk_word_acc: float = Field(ge=0, le=1)
+    ppl: float = Field(gt=0)
+    ppl_ci95: Interval
+    k: int
+    num_examples: int
+    size_mb: float = Field(gt=0)
+    threads: int
+    versions: dict[str, str]
+
+
+class LmRtBench(Record):
+    """Speed, memory and the bandwidth bound of one LM variant on a runtime (lm_bench_ort)."""
+    runtime: str
+    method: str
+    bits: int
+    threads: int
+    decode_tokens_per_s: float = Field(gt=0)
+    prefill_tokens_per_s: float = Field(gt=0)
+    size_mb: float = Field(gt=0)
+    peak_rss_mb: float = Field(gt=0)        # a fresh process per variant: load + score + time
+    weight_bytes_per_token: int = Field(gt=0)
+    bandwidth_gb_s: float = Field(gt=0)     # this machine's triad bandwidth, same run
+    bandwidth_fraction: float = Field(gt=0)  # decode tok/s / (bandwidth / weight bytes per token)
+    versions: dict[str, str]
+    machine: dict
+
+
 AgreementFile = RootModel[dict[str, Agreement]]
 LmEvalFile = RootModel[dict[str, LmEval]]
 LmBenchFile = RootModel[dict[str, LmBench]]
 LmQuantizeFile = RootModel[dict[str, LmQuantize]]
+LmRtEvalFile = RootModel[dict[str, LmRtEval]]
+LmRtBenchFile = RootModel[dict[str, LmRtBench]]
 
 
 def write(path: str | Path, record: BaseModel) -> None:
