@@ -50,7 +50,13 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary) == ["detector", "llm", "higher_is_better"]
     assert list(summary["detector"]) == ["float32", "float16", "int8"]
-    assert list(summary["llm"]) == ["base", "int8", "int4", "int2"]
+    assert list(summary["llm"]) == ["base", "int8", "int4", "int2", "ort-fp32", "ort-int8",
+                                    "ort-int4", "ort-gptq-int8", "ort-gptq-int4", "ort-gptq-int2"]
+    assert summary["llm"]["ort-gptq-int4"]["method"] == "gptq"
+    assert summary["llm"]["int4"]["runtime"] == "torch" and summary["llm"]["base"]["method"] == "none"
+    for row in summary["llm"].values():   # the runtime axis' keys, on every LM variant
+        assert {"runtime", "method", "bits", "acc", "decode_tokens_per_s", "prefill_tokens_per_s",
+                "size_mb", "peak_rss_mb", "bandwidth_fraction"} <= set(row)
     keys = flat(summary)
     assert keys["detector.int8.agreement_mAP"] == 0.803
     assert keys["detector.float32.AP"] is None  # offline: no ground truth
@@ -59,10 +65,12 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["higher_is_better.detector.latency_ms_median"] is False
     assert keys["detector.int8.agreement_mAP_ci95"] == [0.783, 0.823]
     assert keys["llm.int4.acc_ci95"] == [0.302, 0.342] and keys["detector.int8.runtime"] == "litert"
-    for family, labels in (("detector", {"runtime", "precision"}), ("llm", {"bits"})):
-        for row in summary[family].values():  # every metric has a direction, CIs sit beside
+    llm_labels = {"runtime", "method", "bits", "peak_rss_mb_reason"}
+    for family, labels in (("detector", {"runtime", "precision"}), ("llm", llm_labels)):
+        for v, row in summary[family].items():  # every metric has a direction, CIs sit beside
             metrics = {k for k in row if not k.endswith("_ci95")} - labels
-            assert metrics == set(summary["higher_is_better"][family])
+            hib = set(summary["higher_is_better"][family])
+            assert metrics <= hib and (v.startswith("ort-") or metrics == hib)
     det = list(csv.DictReader((workdir / "plots" / "detector.csv").open()))
     assert [r["variant"] for r in det] == ["float32", "float16", "int8"]
     assert det[2]["AP"] == "" and float(det[2]["size_mb"]) == 4.7
@@ -75,7 +83,8 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert stems == {p.stem for p in (workdir / "plots" / "png").iterdir()}
     assert {"detector_size", "detector_accuracy", "detector_speed", "llm_size", "llm_accuracy",
             "llm_speed", "detector_tradeoff_size", "detector_tradeoff_speed",
-            "llm_tradeoff_size", "llm_tradeoff_speed"} == stems
+            "llm_tradeoff_size", "llm_tradeoff_speed", "llm_runtimes_speed",
+            "llm_runtimes_size"} == stems
     report = (workdir / "plots" / "report.md").read_text()
     assert all(f"(png/{s}.png)" in report for s in stems)
     assert not [p for p in workdir.rglob(".*") if p.name != ".pytest_cache"]  # no temp left
@@ -95,7 +104,7 @@ def test_fixed_order_and_scalar_bits(workdir, no_png):
     run(workdir, params)
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary["detector"]) == ["float32", "float16", "int8"]
-    assert list(summary["llm"]) == ["base", "int4"]
+    assert [v for v, r in summary["llm"].items() if r["runtime"] == "torch"] == ["base", "int4"]
 
 
 def test_ground_truth_metrics(tmp_path, no_png):
@@ -223,7 +232,7 @@ def test_cli_end_to_end_real_pngs_no_model_imports(workdir):
         cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "heavy=[]" in proc.stdout
-    assert "rendering 10 PNGs" in proc.stderr and "done in" in proc.stderr
+    assert "rendering 12 PNGs" in proc.stderr and "done in" in proc.stderr
     pngs = sorted((workdir / "plots" / "png").glob("*.png"))
     assert len(pngs) == 10
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000

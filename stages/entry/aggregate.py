@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize(det, llm)
     for v, entry in runtimes.summary_entries(lm_rows).items():
         summary["llm"][v] = {**summary["llm"].get(v, {}), **entry}
+    summary["higher_is_better"]["llm"].update(runtimes.DIRECTIONS)
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",
            "llm": args.plots / "llm.csv", "runtimes": args.plots / "llm_runtimes.csv"}

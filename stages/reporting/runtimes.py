@@ -12,6 +12,8 @@ from stages.schema import metrics as M
 KEYS = ("runtime", "method", "bits", "acc", "acc_ci95", "decode_tokens_per_s",
         "prefill_tokens_per_s", "size_mb", "peak_rss_mb", "weight_bytes_per_token",
         "bandwidth_fraction")
+LABELS = ("runtime", "method", "bits", "peak_rss_mb_reason")   # descriptive, no direction
+DIRECTIONS = {"peak_rss_mb": False, "weight_bytes_per_token": False, "bandwidth_fraction": True}
 RUNTIME_COLORS = {"torch": "#555555", "onnxruntime": "#0072B2"}
 PRECISION_SYMBOLS = {"fp32": "circle", "int8": "square", "int4": "diamond", "int2": "x"}
 NOTE = ("PyTorch rows: lm_eval/lm_bench on eval_lm.limit examples; ONNX Runtime rows: "
