@@ -2,18 +2,12 @@
 (pydantic, extra keys forbidden). params.yaml's comments say what each knob does."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-
-def _listify(value: Any) -> Any:
-    """`dvc exp run -S quant.bits=4` turns a list into a scalar: accept both."""
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+from stages.schema.params_base import Section, _listify  # noqa: F401  (re-exported)
+from stages.schema.runtimes_model import LmRuntimes
 
 
 class CocoLocal(Section):
@@ -119,9 +113,6 @@ class BenchLm(Section):
     prefill_tokens: int = Field(ge=1)
     speed_repeats: int = Field(ge=1)
     score_examples: int = Field(ge=1)
-
-
-from stages.schema.runtimes_model import LmRuntimes  # noqa: E402  (needs Section, _listify)
 
 
 class Params(Section):

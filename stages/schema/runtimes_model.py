@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from stages.schema.params_model import Section, _listify
+from stages.schema.params_base import Section, _listify
 
 RUNTIME_PRECISIONS = {"ort": ("fp32", "int8", "int4", "gptq")}   # runtime prefix -> precisions
 
