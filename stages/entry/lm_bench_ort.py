@@ -26,15 +26,17 @@ PARAMS = ("bench_lm.threads", "bench_lm.decode_tokens", "bench_lm.prefill_tokens
           "bench_lm.speed_repeats")
 
 
-def _child(folder: str, texts: list[str], cfg: dict, queue) -> None:
-    speed = R.speeds(Path(folder), texts, cfg)
+def _child(folder: str, ids: list[int], cfg: dict, queue) -> None:
+    speed = R.speeds(Path(folder), ids, cfg)
     queue.put({**speed, "peak_rss_mb": R.peak_rss_mb()})
 
 
-def in_fresh_process(folder: Path, texts: list[str], cfg: dict) -> dict:
+def in_fresh_process(folder: Path, ids: list[int], cfg: dict) -> dict:
+    """Run the timing in a fresh process (no tokenizer, torch or other variant loaded), so
+    its ru_maxrss is this variant's own peak RSS."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(str(folder), texts, cfg, queue))
+    proc = ctx.Process(target=_child, args=(str(folder), ids, cfg, queue))
     proc.start()
     out = queue.get()
     proc.join()
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name, folder in discover(args.models, args.variant).items():
         with timed(f"timing {name}"):
-            speed = in_fresh_process(folder, texts, cfg)
+            speed = in_fresh_process(folder, R.bench_ids(folder, texts), cfg)
         per_token = R.weight_bytes_per_token(folder)
         rows[name] = M.LmRtBench(
             **describe(name), threads=cfg["threads"], **speed, size_mb=dir_size_mb(folder),

@@ -79,7 +79,12 @@ def tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def speeds(folder: Path, texts: list[str], cfg: dict) -> dict:
+def bench_ids(folder: Path, texts: list[str]) -> list[int]:
+    """lm_speed's token stream (first 200 texts joined), tokenized before any timer."""
+    return tokenizer(folder)("\n\n".join(texts[:200]), add_special_tokens=False)["input_ids"]
+
+
+def speeds(folder: Path, ids: list[int], cfg: dict) -> dict:
     """lm_speed's protocol through og.Generator: decode = exactly decode_tokens greedy new
     tokens after a 32-token prompt (batch 1); prefill = one forward over prefill_tokens.
     Medians over speed_repeats after one warm-up; tokenization happens before timing."""
@@ -91,7 +96,6 @@ def speeds(folder: Path, texts: list[str], cfg: dict) -> dict:
     config.overlay(json.dumps({"model": {"decoder": {"session_options": {
         "intra_op_num_threads": cfg["threads"], "inter_op_num_threads": 1}}}}))
     model = og.Model(config)
-    ids = tokenizer(folder)("\n\n".join(texts[:200]), add_special_tokens=False)["input_ids"]
     prompt, prefill, n = ids[:32], ids[:cfg["prefill_tokens"]], cfg["decode_tokens"]
 
     def decode_all() -> float:
