@@ -87,6 +87,29 @@ def lm_bench(variant: str) -> M.LmBench:
                          "gptq_torch_aten": {"unsupported": "runs [4] bits on ['cpu']"}})
 
 
+ORT = {"fp32": (540.0, 0.35, 40.0), "int8": (270.0, 0.35, 88.0), "int4": (90.0, 0.30, 150.0)}
+
+
+def ort_rows(variant: str, bits=(8, 4, 2)) -> tuple[M.LmRtEvalFile, M.LmRtBenchFile]:
+    """lm_eval_ort + lm_bench_ort files of one lm_runtimes variant (ort-gptq: one per width)."""
+    prec = variant.removeprefix("ort-")
+    names = [f"{variant}-int{b}" for b in bits] if prec == "gptq" else [variant]
+    ev, be = {}, {}
+    for n in names:
+        b = 32 if prec == "fp32" else int(n.rsplit("int", 1)[1])
+        size, acc, dec = ORT.get(prec) or (80.0 + 10 * b, 0.33, 140.0)
+        method = "none" if prec == "fp32" else "gptq" if prec == "gptq" else variant
+        head = dict(runtime="onnxruntime", method=method, bits=b)
+        ev[n] = M.LmRtEval(**head, acc=acc, acc_ci95=ci(acc), topk_acc=0.7, topk_word_acc=0.6,
+                           ppl=17.0, ppl_ci95=ci(17.0, 2.0), k=5, num_examples=100,
+                           size_mb=size, threads=2, versions={"onnxruntime": "1.31.1"})
+        be[n] = M.LmRtBench(**head, threads=2, decode_tokens_per_s=dec, prefill_tokens_per_s=dec * 5,
+                            size_mb=size, peak_rss_mb=size * 2, weight_bytes_per_token=int(size * 1e6),
+                            bandwidth_gb_s=10.0, bandwidth_fraction=dec / (1e10 / (size * 1e6)),
+                            versions={"onnxruntime": "1.31.1"}, machine=MACHINE)
+    return M.LmRtEvalFile(ev), M.LmRtBenchFile(be)
+
+
 def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Path:
     """metrics/{detector,llm}/... as det_eval, det_bench, det_agreement, lm_eval, lm_bench and
     lm_quantize write them."""
@@ -106,4 +129,8 @@ def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Pat
         v: M.LmQuantize(bits=int(v[3:]), group_size=64, quant_time_s=40.0 + int(v[3:]),
                         size_mb=LLM[v][0], compress_energy=energy(160.0 * int(v[3:]), "run", 1))
         for v in gptq}))
+    for v in PARAMS["lm_runtimes"]["variants"]:
+        ev, be = ort_rows(v, bits)
+        M.write(root / "llm" / "eval" / f"{v}.json", ev)
+        M.write(root / "llm" / "bench" / f"{v}.json", be)
     return root

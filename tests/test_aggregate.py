@@ -56,7 +56,13 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2"]
     assert summary["llm"]["int4"]["kernel"] == "TorchLinear" and summary["llm"]["base"]["kernel"] is None
     assert list(summary["detector"]) == VARIANTS
-    assert list(summary["llm"]) == ["base", "int8", "int4", "int2"]
+    assert list(summary["llm"]) == ["base", "int8", "int4", "int2", "ort-fp32", "ort-int8",
+                                    "ort-int4", "ort-gptq-int8", "ort-gptq-int4", "ort-gptq-int2"]
+    assert summary["llm"]["ort-gptq-int4"]["method"] == "gptq"
+    assert summary["llm"]["int4"]["runtime"] == "torch" and summary["llm"]["base"]["method"] == "none"
+    for row in summary["llm"].values():   # the runtime axis' keys, on every LM variant
+        assert {"runtime", "method", "bits", "acc", "decode_tokens_per_s", "prefill_tokens_per_s",
+                "size_mb", "peak_rss_mb", "bandwidth_fraction"} <= set(row)
     keys = flat(summary)
     assert keys["detector.openvino-int8.runtime"] == "openvino"
     assert keys["detector.openvino-int8.precision"] == "int8"
@@ -68,16 +74,19 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["higher_is_better.detector.latency_ms_median"] is False
     assert keys["detector.int8.agreement_mAP_ci95"] == [0.783, 0.823]
     assert keys["llm.int4.acc_ci95"] == [0.302, 0.342] and keys["detector.int8.runtime"] == "litert"
-    for family, labels in (("detector", {"runtime", "precision", "energy_method"}),
-                           ("llm", {"bits", "energy_method", "kernel"})):
-        for row in summary[family].values():  # every metric has a direction, CIs sit beside
+    llm_labels = {"runtime", "method", "bits", "peak_rss_mb_reason", "energy_method", "kernel"}
+    for family, labels in (("detector", {"runtime", "precision", "energy_method"}), ("llm", llm_labels)):
+        for v, row in summary[family].items():  # every metric has a direction, CIs sit beside
             metrics = {k for k in row if not k.endswith(("_ci95", "_p10_p90", "_net"))} - labels
-            assert metrics == set(summary["higher_is_better"][family])
+            hib = set(summary["higher_is_better"][family])
+            assert metrics <= hib and (v.startswith("ort-") or metrics == hib)
     # energy: every variant of both families, with its method, spread, power and carbon
     for family, keys_ in (("detector", ("energy_j_per_image", "energy_j_per_image_e2e")),
                           ("llm", ("energy_j_per_token_decode", "energy_j_per_token_prefill",
                                    "energy_j_per_example"))):
-        for row in summary[family].values():
+        for v, row in summary[family].items():
+            if v.startswith("ort-"):
+                continue   # ONNX Runtime GenAI rows carry no energy yet (README, energy section)
             assert row["energy_method"] == "estimate"
             for key in keys_ + ("power_w", "idle_power_w", "gco2e_per_1000"):
                 assert row[key] is not None and row[key] >= 0, key
@@ -106,7 +115,8 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert {"detector_size", "detector_accuracy", "detector_speed", "llm_size", "llm_accuracy",
             "llm_speed", "detector_tradeoff_size", "detector_tradeoff_speed",
             "llm_tradeoff_size", "llm_tradeoff_speed", "detector_energy", "llm_energy",
-            "detector_tradeoff_energy", "llm_tradeoff_energy"} == stems
+            "detector_tradeoff_energy", "llm_tradeoff_energy", "llm_runtimes_speed",
+            "llm_runtimes_size"} == stems
     report = (workdir / "plots" / "report.md").read_text()
     assert all(f"(png/{s}.png)" in report for s in stems)
     assert "- `openvino`: int8 ÷ float32 invoke latency = **0.50**" in report
@@ -131,7 +141,7 @@ def test_fixed_order_and_scalar_bits(workdir, no_png):
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary["detector"]) == ["float32", "float16", "int8", "onnxruntime-float32",
                                          "openvino-int8"]
-    assert list(summary["llm"]) == ["base", "int4"]
+    assert [v for v, r in summary["llm"].items() if r["runtime"] == "torch"] == ["base", "int4"]
 
 
 def test_ground_truth_metrics(tmp_path, no_png):
@@ -264,8 +274,8 @@ def test_cli_end_to_end_real_pngs_no_model_imports(workdir):
         cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "heavy=[]" in proc.stdout
-    assert "rendering 14 PNGs" in proc.stderr and "done in" in proc.stderr
+    assert "rendering 16 PNGs" in proc.stderr and "done in" in proc.stderr
     pngs = sorted((workdir / "plots" / "png").glob("*.png"))
-    assert len(pngs) == 14
+    assert len(pngs) == 16
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
                for p in pngs)

@@ -13,14 +13,15 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import energy_figures, export, figures, report
+from stages.reporting import energy_figures, export, figures, report, runtimes
 from stages.reporting.metric_files import detector_variants, llm_variants, load_detector, load_llm
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
 from stages.schema import params as P
 
 PARAMS = ("coco.source", "lambada.source", "llm.source", "llm.hub_id", "detector", "quant",
-          "bench_det", "eval_lm", "bench_lm", "energy.grid_gco2_per_kwh", "energy.grid_country")
+          "bench_det", "eval_lm", "bench_lm", "energy.grid_gco2_per_kwh", "energy.grid_country",
+          "lm_runtimes.variants")
 
 
 def used_params(p: dict) -> dict:
@@ -29,7 +30,8 @@ def used_params(p: dict) -> dict:
     return {"coco.source": p["coco"]["source"], "lambada.source": p["lambada"]["source"],
             "llm.source": p["llm"]["source"], "llm.hub_id": p["llm"]["hub_id"],
             **{key: p[key] for key in ("detector", "quant", "bench_det", "eval_lm", "bench_lm")},
-            "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid}
+            "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid,
+            "lm_runtimes.variants": list(p["lm_runtimes"]["variants"])}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,17 +48,26 @@ def main(argv: list[str] | None = None) -> None:
         det, det_machine = load_detector(args.metrics, detector_variants(
             used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
         llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]), grid)
+        ort, bandwidth = runtimes.load_ort(args.metrics, used["lm_runtimes.variants"])
+        lm_rows = {**runtimes.torch_rows(llm, bandwidth), **ort}
     with timed("building figures"):
-        items = figures.build_all(det, llm) + energy_figures.build(det, llm)
+        items = figures.build_all(det, llm) + energy_figures.build(det, llm) + runtimes.figures(lm_rows)
         browser = export.find_browser()
     text = report.render(det, llm, used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
+    text += ("\n## Language model across runtimes\n\n" + runtimes.table(lm_rows) + "\n\n"
+             + runtimes.NOTE + "\n")
+    summary = summarize(det, llm)
+    for v, entry in runtimes.summary_entries(lm_rows).items():
+        summary["llm"][v] = {**summary["llm"].get(v, {}), **entry}
+    summary["higher_is_better"]["llm"].update(runtimes.DIRECTIONS)
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",
-           "llm": args.plots / "llm.csv"}
+           "llm": args.plots / "llm.csv", "runtimes": args.plots / "llm_runtimes.csv"}
     with contextlib.ExitStack() as stack:  # every output moves into place only if all succeed
         tmp = {name: stack.enter_context(atomic_path(path)) for name, path in out.items()}
-        tmp["summary"].write_text(json.dumps(summarize(det, llm), indent=2) + "\n")
+        tmp["summary"].write_text(json.dumps(summary, indent=2) + "\n")
+        tmp["runtimes"].write_text(runtimes.csv_text(lm_rows))
         tmp["detector"].write_text(csv_text(det, DETECTOR_METRICS))
         tmp["llm"].write_text(csv_text(llm, LLM_METRICS))
         tmp["report"].write_text(text)

@@ -2,6 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
+from stages.reporting import runtimes
 from stages.reporting.kernels import sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
@@ -26,7 +27,11 @@ def render(summary: dict, k: int) -> str:
     lines += ["", "Median invoke latency, int8 ÷ float32 per runtime (one run):", ""] + ratios \
         if ratios else []
     lines += ["", f"Language model (brackets: 95% bootstrap interval over examples; k = {k}):", ""]
-    lines += _table(summary["llm"], LLM_METRICS, LLM_KEYS, k)
+    torch = {v: r for v, r in summary["llm"].items() if r.get("runtime", "torch") == "torch"}
+    lines += _table(torch, LLM_METRICS, LLM_KEYS, k)
+    if all("runtime" in r for r in summary["llm"].values()):
+        lines += ["", "Language model across runtimes (one row per runtime, precision and method):",
+                  "", runtimes.table(summary["llm"]), "", runtimes.NOTE]
     sweep = sweep_table(summary.get("llm_kernel_sweep", {}))
     if sweep:
         lines += ["", "GPTQ kernels on this CPU (lm_bench's sweep, a shorter protocol than the "

@@ -5,37 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from stages.core.errors import PipelineError
 from stages.core.files import read_json, write_json
-
-Interval = Optional[tuple[float, float]]
-Score = Optional[float]   # null: undefined (no ground truth, no object of that size)
-
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class Energy(Record):
-    """Energy of a series of measured windows (stages/meters/energy.py), per `unit`."""
-    method: Literal["nvml", "nvml-power", "rapl", "estimate"]
-    basis: str                 # how the joules were obtained (counter, or CPU time x W/core)
-    unit: str                  # image | token | example | run
-    windows: int = Field(ge=1)
-    units: float = Field(gt=0)
-    joules: float = Field(ge=0)
-    seconds: float = Field(ge=0)
-    power_w: float = Field(ge=0)         # average power over the windows (gross)
-    idle_power_w: float = Field(ge=0)    # measured just before the windows
-    j_per_unit: float = Field(ge=0)      # median over windows (gross)
-    j_per_unit_p10: float = Field(ge=0)
-    j_per_unit_p90: float = Field(ge=0)
-    net_j_per_unit: float                # median net of idle (may be < 0 on a noisy counter)
-
+from stages.schema.metrics_base import Energy, Interval, Record, Score  # noqa: F401 (re-exported)
+from stages.schema.metrics_rt import LmRtBench, LmRtEval  # noqa: F401 (re-exported)
 
 class DetEval(Record):
     runtime: str
@@ -129,6 +106,8 @@ AgreementFile = RootModel[dict[str, Agreement]]
 LmEvalFile = RootModel[dict[str, LmEval]]
 LmBenchFile = RootModel[dict[str, LmBench]]
 LmQuantizeFile = RootModel[dict[str, LmQuantize]]
+LmRtEvalFile = RootModel[dict[str, LmRtEval]]
+LmRtBenchFile = RootModel[dict[str, LmRtBench]]
 
 
 def write(path: str | Path, record: BaseModel) -> None:

@@ -11,6 +11,7 @@ from stages.schema.variants import RUNTIME_PRECISIONS, split_variant  # noqa: F4
 
 from stages.schema import kernels
 from stages.schema.params_lm import BenchLm, EvalLm, Lambada, Llm, Quant
+from stages.schema.runtimes_model import LmRuntimes
 from stages.schema.section import Section, listify
 
 
@@ -91,6 +92,7 @@ class Params(Section):
     eval_lm: EvalLm
     bench_lm: BenchLm
     energy: Energy
+    lm_runtimes: LmRuntimes
 
     @model_validator(mode="after")
     def _kernels(self):

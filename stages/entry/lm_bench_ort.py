@@ -1,0 +1,73 @@
+"""Speed, peak RSS and the bandwidth bound of one ONNX Runtime GenAI variant: a benchmark.
+
+decode tokens/s (batch 1, greedy, exactly bench_lm.decode_tokens new tokens after a
+32-token prompt) and prefill tokens/s (bench_lm.prefill_tokens) through og.Generator with
+bench_lm.threads intra-op threads, medians over bench_lm.speed_repeats after a warm-up.
+Each variant runs in a fresh process, so its peak RSS is its own (load + time).
+The machine's triad bandwidth is measured in the same run (stages/meters/bandwidth.py).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+from pathlib import Path
+
+from stages.core.errors import run_main, timed
+from stages.core.files import dir_size_mb
+from stages.datasets.lambada import read_texts
+from stages.entry.lm_eval_ort import describe, discover, versions
+from stages.meters import bandwidth
+from stages.meters.machine import record
+from stages.runtimes import ort_genai_lm as R
+from stages.schema import metrics as M, params as P
+
+PARAMS = ("bench_lm.threads", "bench_lm.decode_tokens", "bench_lm.prefill_tokens",
+          "bench_lm.speed_repeats")
+
+
+def _child(folder: str, ids: list[int], cfg: dict, queue) -> None:
+    speed = R.speeds(Path(folder), ids, cfg)
+    queue.put({**speed, "peak_rss_mb": R.peak_rss_mb()})
+
+
+def in_fresh_process(folder: Path, ids: list[int], cfg: dict) -> dict:
+    """Run the timing in a fresh process (no tokenizer, torch or other variant loaded), so
+    its ru_maxrss is this variant's own peak RSS."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(str(folder), ids, cfg, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--models", "--data", "--out"):
+        ap.add_argument(flag, required=True, type=Path)
+    ap.add_argument("--variant", required=True)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    cfg = P.load(args.params, PARAMS)["bench_lm"].plain()
+    R.require(), R.require("onnxruntime")
+    texts = read_texts(args.data, 0)[:200]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with timed("measuring memory bandwidth (triad)"):
+        bw = bandwidth.triad_gb_s()
+    rows = {}
+    for name, folder in discover(args.models, args.variant).items():
+        with timed(f"timing {name}"):
+            speed = in_fresh_process(folder, R.bench_ids(folder, texts), cfg)
+        per_token = R.weight_bytes_per_token(folder)
+        rows[name] = M.LmRtBench(
+            **describe(name), threads=cfg["threads"], **speed, size_mb=dir_size_mb(folder),
+            weight_bytes_per_token=per_token, bandwidth_gb_s=bw,
+            bandwidth_fraction=bandwidth.fraction(speed["decode_tokens_per_s"], bw, per_token),
+            versions=versions(), machine=record())
+    M.write(args.out, M.LmRtBenchFile(rows))
+
+
+if __name__ == "__main__":
+    run_main(main)

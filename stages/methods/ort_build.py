@@ -1,0 +1,42 @@
+"""ONNX Runtime GenAI model builder (`onnxruntime_genai.models.builder`) on a local HF folder:
+fp32, int8/int4 round-to-nearest MatMulNBits, or a GPTQ checkpoint repacked by the builder's
+GPTQ loader (after converting GPTQModel's gptq_v2 zero points to v1, stages/methods/gptq_v1).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from stages.core.errors import PipelineError, log
+
+EMBEDDING = ("/lm_head/MatMul", "/model/embed_tokens/Gather")   # the tied 49152 x 576 table
+
+
+def extra_options(knobs: dict, precision: str, gptq: bool) -> list[str]:
+    """Builder --extra_options of the params' knobs (block size, accuracy level, head)."""
+    opts = [f"block_size={knobs['block_size']}", f"accuracy_level={knobs['accuracy_level']}"]
+    if precision != "fp32" and (gptq or not knobs["quantize_head"]):
+        # keep the tied embedding / LM head in float32, one shared Gather + MatMul table
+        opts += ["shared_embeddings=true", "nodes_to_exclude=" + ",".join(EMBEDDING)]
+    return opts
+
+
+def run_builder(src: Path, out: Path, precision: str, knobs: dict, gptq: bool = False) -> None:
+    """Build into `out` (created); the builder's last log line is the error if it fails."""
+    with tempfile.TemporaryDirectory(prefix="ort-cache-") as cache:
+        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(src),
+               "-o", str(out), "-p", precision, "-e", "cpu", "-c", cache,
+               "--extra_options", *extra_options(knobs, precision, gptq)]
+        log.info("running %s", " ".join(cmd[2:]))
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or not (out / "model.onnx").is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise PipelineError(f"onnxruntime-genai builder failed for {src} ({precision}): {tail[0]}")
+    cfg = json.loads((out / "genai_config.json").read_text())
+    if cfg["model"]["type"] != "llama":
+        raise PipelineError(f"builder made a {cfg['model']['type']!r} model, expected llama")

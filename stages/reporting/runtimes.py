@@ -1,0 +1,131 @@
+"""The runtime axis of the LM report: PyTorch rows (lm_eval/lm_bench) beside the ONNX Runtime
+GenAI rows (lm_eval_ort/lm_bench_ort), one row per (runtime, precision), the summary keys
+every LM variant carries, a table with each runtime's speed-up over its own fp32, and the
+accuracy-vs-speed/size figures (colour = runtime, marker = precision, Pareto front)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.core.errors import PipelineError
+from stages.schema import metrics as M
+
+KEYS = ("runtime", "method", "bits", "acc", "acc_ci95", "decode_tokens_per_s",
+        "prefill_tokens_per_s", "size_mb", "peak_rss_mb", "weight_bytes_per_token",
+        "bandwidth_fraction")
+LABELS = ("runtime", "method", "bits", "peak_rss_mb_reason")   # descriptive, no direction
+DIRECTIONS = {"peak_rss_mb": False, "weight_bytes_per_token": False, "bandwidth_fraction": True}
+RUNTIME_COLORS = {"torch": "#555555", "onnxruntime": "#0072B2"}
+PRECISION_SYMBOLS = {"fp32": "circle", "int8": "square", "int4": "diamond", "int2": "x"}
+NOTE = ("PyTorch rows: lm_eval/lm_bench on eval_lm.limit examples; ONNX Runtime rows: "
+        "lm_eval_ort/lm_bench_ort on the first lm_runtimes.limit examples of the same set. "
+        "Weight bytes per token: every weight a decode step reads (the tied embedding/LM head "
+        "table once, as the head). Bandwidth fraction = decode tok/s ÷ (triad bandwidth measured "
+        "in lm_bench_ort ÷ weight bytes per token); PyTorch rows use that same bandwidth figure.")
+NO_RSS = "not measured: lm_bench (PyTorch) records no peak RSS"
+
+
+def load_ort(root: Path, variants: list[str]) -> tuple[dict[str, dict], float | None]:
+    """Rows of lm_eval_ort + lm_bench_ort per built variant, and the triad bandwidth (GB/s)."""
+    rows, bw = {}, None
+    for v in variants:
+        ev_path, be_path = (root / "llm" / part / f"{v}.json" for part in ("eval", "bench"))
+        ev, be = M.read(ev_path, M.LmRtEvalFile).root, M.read(be_path, M.LmRtBenchFile).root
+        if set(ev) != set(be):
+            raise PipelineError(f"{ev_path} and {be_path} list different variants: "
+                                f"{sorted(ev)} vs {sorted(be)}")
+        for name in ev:
+            b = be[name].model_dump()
+            b.pop("machine"), b.pop("versions")
+            rows[name] = {**ev[name].model_dump(), **b}
+            bw = b["bandwidth_gb_s"]
+    return rows, bw
+
+
+def torch_rows(llm: dict[str, dict], bw: float | None) -> dict[str, dict]:
+    """The PyTorch rows with the runtime keys. Weight bytes per token = the weights in memory
+    (param_mb: the tied table once, read as the LM head); bandwidth from lm_bench_ort's run."""
+    out = {}
+    for v, r in llm.items():
+        per_token = int(r["param_mb"] * 1e6)
+        frac = r["decode_tokens_per_s"] / (bw * 1e9 / per_token) if bw else None
+        out[v] = {**r, "runtime": "torch", "method": "none" if v == "base" else "gptq",
+                  "peak_rss_mb": None, "peak_rss_mb_reason": NO_RSS,
+                  "weight_bytes_per_token": per_token, "bandwidth_fraction": frac}
+    return out
+
+
+def precision(row: dict) -> str:
+    return "fp32" if row["bits"] >= 16 else f"int{row['bits']}"
+
+
+def summary_entries(rows: dict[str, dict]) -> dict[str, dict]:
+    """The keys every LM variant entry of metrics/summary.json carries."""
+    return {v: {k: r.get(k) for k in KEYS + ("peak_rss_mb_reason",) if k in r or k in KEYS}
+            for v, r in rows.items()}
+
+
+def _fmt(v, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def table(rows: dict[str, dict]) -> str:
+    """One row per (runtime, precision, method) with decode ÷ the runtime's own fp32 decode."""
+    fp32 = {r["runtime"]: r["decode_tokens_per_s"] for r in rows.values() if r["bits"] >= 16}
+    head = ("runtime", "precision", "method", "variant", "LAMBADA acc (%)", "decode tok/s",
+            "÷ own fp32 decode", "prefill tok/s", "size (MB)", "peak RSS (MB)",
+            "weight MB read / token", "bandwidth fraction")
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for v, r in sorted(rows.items(), key=lambda kv: (kv[1]["runtime"], -kv[1]["bits"], kv[0])):
+        ref = fp32.get(r["runtime"])
+        lines.append("| " + " | ".join([
+            r["runtime"], precision(r), r["method"], f"`{v}`", _fmt(r["acc"] * 100, ".1f"),
+            _fmt(r["decode_tokens_per_s"], ".1f"),
+            _fmt(r["decode_tokens_per_s"] / ref if ref else None, ".2f") + "×",
+            _fmt(r["prefill_tokens_per_s"], ".0f"), _fmt(r["size_mb"], ".0f"),
+            _fmt(r.get("peak_rss_mb"), ".0f"), _fmt(r["weight_bytes_per_token"] / 1e6, ".0f"),
+            _fmt(r.get("bandwidth_fraction"), ".2f")]) + " |")
+    return "\n".join(lines)
+
+
+def csv_text(rows: dict[str, dict]) -> str:
+    cols = ("runtime", "method", "bits", "acc", "decode_tokens_per_s", "prefill_tokens_per_s",
+            "size_mb", "peak_rss_mb", "bandwidth_fraction")
+    lines = [",".join(("variant",) + cols)]
+    lines += [",".join([v] + ["" if r.get(c) is None else str(r[c]) for c in cols])
+              for v, r in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def scatter(title: str, rows: dict[str, dict], x: str, x_label: str, cost_lower: bool):
+    """Accuracy vs a cost; colour = runtime, marker = precision, dotted line = Pareto front."""
+    import plotly.graph_objects as go
+
+    from stages.reporting.geometry import pareto
+
+    pts = {v: (r[x], r["acc"] * 100) for v, r in rows.items() if r.get(x) is not None}
+    front = pareto(pts, cost_lower=cost_lower)
+    fig = go.Figure()
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(x=[pts[v][0] for v in front], y=[pts[v][1] for v in front],
+                                 mode="lines", name="Pareto front", line=dict(color="#888", dash="dot")))
+    for v, (cx, acc) in pts.items():
+        r = rows[v]
+        fig.add_trace(go.Scatter(
+            x=[cx], y=[acc], mode="markers+text", text=[v], textposition="top center",
+            name=f"{r['runtime']} {precision(r)} ({v})", marker=dict(
+                size=15, color=RUNTIME_COLORS.get(r["runtime"], "#999"),
+                symbol=PRECISION_SYMBOLS.get(precision(r), "circle"),
+                line=dict(width=2 if v in front else 1, color="black"))))
+    fig.update_xaxes(title_text=x_label, rangemode="tozero")
+    fig.update_yaxes(title_text="LAMBADA acc (%)", rangemode="tozero")
+    fig.update_layout(title=title, template="plotly_white", legend_title_text="runtime precision")
+    return fig
+
+
+def figures(rows: dict[str, dict]) -> list[tuple[str, str, object]]:
+    return [("llm_runtimes_speed", "LM runtimes: accuracy vs decode speed", scatter(
+                "LM runtimes: LAMBADA acc vs decode tok/s (colour runtime, marker precision)",
+                rows, "decode_tokens_per_s", "decode tokens/s (batch 1)", cost_lower=False)),
+            ("llm_runtimes_size", "LM runtimes: accuracy vs size", scatter(
+                "LM runtimes: LAMBADA acc vs size on disk (colour runtime, marker precision)",
+                rows, "size_mb", "size on disk (MB)", cost_lower=True))]
