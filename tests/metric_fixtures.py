@@ -106,6 +106,8 @@ def ort_rows(variant: str, bits=(8, 4, 2)) -> tuple[M.LmRtEvalFile, M.LmRtBenchF
         be[n] = M.LmRtBench(**head, threads=2, decode_tokens_per_s=dec, prefill_tokens_per_s=dec * 5,
                             size_mb=size, peak_rss_mb=size * 2, weight_bytes_per_token=int(size * 1e6),
                             bandwidth_gb_s=10.0, bandwidth_fraction=dec / (1e10 / (size * 1e6)),
+                            energy_decode=energy(0.5 / dec, "token", 64),
+                            energy_prefill=energy(0.1 / dec, "token", 256),
                             versions={"onnxruntime": "1.31.1"}, machine=MACHINE)
     return M.LmRtEvalFile(ev), M.LmRtBenchFile(be)
 

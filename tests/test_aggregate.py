@@ -85,8 +85,12 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
                           ("llm", ("energy_j_per_token_decode", "energy_j_per_token_prefill",
                                    "energy_j_per_example"))):
         for v, row in summary[family].items():
-            if v.startswith("ort-"):
-                continue   # ONNX Runtime GenAI rows carry no energy yet (README, energy section)
+            if v.startswith("ort-"):   # ONNX Runtime GenAI: J/token measured, the rest not metered
+                assert row["energy_method"] == "estimate" and row["energy_j_per_token_decode"] > 0
+                assert row["energy_j_per_example"] is None and row["break_even_inferences"] is None
+                assert row["gco2e_per_1000"] == pytest.approx(
+                    1000 * row["energy_j_per_token_decode"] / 3.6e6 * 475)
+                continue
             assert row["energy_method"] == "estimate"
             for key in keys_ + ("power_w", "idle_power_w", "gco2e_per_1000"):
                 assert row[key] is not None and row[key] >= 0, key
@@ -199,7 +203,8 @@ def edit(path: Path, change) -> None:
     ("llm/eval/base.json", lambda d: d["base"].update(accuracy=0.3), r"'base.accuracy': Extra inputs"),
     # a metric file that predates energy is a clear error naming the missing figure
     ("llm/bench/base.json", lambda d: d["base"].pop("energy_decode"), r"'base.energy_decode': Field required"),
-    ("llm/quantize.json", lambda d: d["int4"].pop("compress_energy"), r"'int4.compress_energy': Field required"),
+    ("llm/quantize.json", lambda d: d["int4"]["compress_energy"].pop("joules"),
+     r"'int4.compress_energy.joules': Field required"),
     ("detector/bench/int8.json", lambda d: d["energy_e2e"].update(method="guess"), r"'energy_e2e.method'"),
     ("detector/eval/int8.json", lambda d: d.update(has_ground_truth=True),
      r"int8.json: 'AP' is null although has_ground_truth is true"),
@@ -279,3 +284,18 @@ def test_cli_end_to_end_real_pngs_no_model_imports(workdir):
     assert len(pngs) == 16
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
                for p in pngs)
+
+
+def test_gptq_energy_missing_from_an_old_quantize_file_is_reported_not_measured(workdir, no_png):
+    """quantize.json from before the meter: GPTQ energy and break-even n/a, said in the report."""
+    path = workdir / "metrics" / "llm" / "quantize.json"
+    doc = json.loads(path.read_text())
+    for row in doc.values():
+        row.pop("compress_energy")
+    path.write_text(json.dumps(doc))
+    run(workdir)
+    summary = json.loads((workdir / "out" / "summary.json").read_text())
+    assert summary["llm"]["int4"]["compress_energy_j"] is None
+    assert summary["llm"]["int4"]["break_even_inferences"] is None
+    report = (workdir / "plots" / "report.md").read_text()
+    assert "**GPTQ energy not measured** for `int8`, `int4`, `int2`" in report

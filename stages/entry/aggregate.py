@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         det, det_machine = load_detector(args.metrics, detector_variants(
             used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
         llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]), grid)
-        ort, bandwidth = runtimes.load_ort(args.metrics, used["lm_runtimes.variants"])
+        ort, bandwidth = runtimes.load_ort(args.metrics, used["lm_runtimes.variants"], grid)
         lm_rows = {**runtimes.torch_rows(llm, bandwidth), **ort}
     with timed("building figures"):
         items = figures.build_all(det, llm) + energy_figures.build(det, llm) + runtimes.figures(lm_rows)

@@ -17,26 +17,28 @@ from stages.core.errors import run_main, timed
 from stages.core.files import dir_size_mb
 from stages.datasets.lambada import read_texts
 from stages.entry.lm_eval_ort import describe, discover, versions
-from stages.meters import bandwidth
+from stages.meters import bandwidth, energy as E
 from stages.meters.machine import record
+from stages.meters.memory import peak_rss_mb
 from stages.runtimes import ort_genai_lm as R
 from stages.schema import metrics as M, params as P
 
 PARAMS = ("bench_lm.threads", "bench_lm.decode_tokens", "bench_lm.prefill_tokens",
-          "bench_lm.speed_repeats")
+          "bench_lm.speed_repeats") + E.PARAMS
 
 
-def _child(folder: str, ids: list[int], cfg: dict, queue) -> None:
-    speed = R.speeds(Path(folder), ids, cfg)
-    queue.put({**speed, "peak_rss_mb": R.peak_rss_mb()})
+def _child(folder: str, ids: list[int], cfg: dict, energy: dict, queue) -> None:
+    # the meter opens here: `estimate` counts this process's CPU time, the one that runs
+    speed = R.speeds(Path(folder), ids, cfg, E.open_meter(energy))
+    queue.put({**speed, "peak_rss_mb": peak_rss_mb()})
 
 
-def in_fresh_process(folder: Path, ids: list[int], cfg: dict) -> dict:
+def in_fresh_process(folder: Path, ids: list[int], cfg: dict, energy: dict) -> dict:
     """Run the timing in a fresh process (no tokenizer, torch or other variant loaded), so
     its ru_maxrss is this variant's own peak RSS."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(str(folder), ids, cfg, queue))
+    proc = ctx.Process(target=_child, args=(str(folder), ids, cfg, energy, queue))
     proc.start()
     out = queue.get()
     proc.join()
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variant", required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    cfg = P.load(args.params, PARAMS)["bench_lm"].plain()
+    p = P.load(args.params, PARAMS)
+    cfg, energy = p["bench_lm"].plain(), p["energy"].plain()
+    E.open_meter(p["energy"]).close()   # a bad energy param or a missing counter: before any timing
     R.require(), R.require("onnxruntime")
     texts = read_texts(args.data, 0)[:200]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name, folder in discover(args.models, args.variant).items():
         with timed(f"timing {name}"):
-            speed = in_fresh_process(folder, R.bench_ids(folder, texts), cfg)
+            speed = in_fresh_process(folder, R.bench_ids(folder, texts), cfg, energy)
         per_token = R.weight_bytes_per_token(folder)
         rows[name] = M.LmRtBench(
             **describe(name), threads=cfg["threads"], **speed, size_mb=dir_size_mb(folder),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 J_PER_KWH = 3.6e6
+WORLD = 475.0   # gCO2e/kWh, codecarbon's world average (the energy.grid_gco2_per_kwh default)
 DEFINITION = ("an image end to end (detector), a decoded token (language model); break-even "
               "is the compression energy over the gross energy saved per inference versus "
               "float32 on the same runtime / base, and none where the variant saves nothing.")
@@ -87,6 +88,11 @@ def notes(det: dict[str, dict], llm: dict[str, dict]) -> list[str]:
                        "CPU time × a power per core, so it is proportional to CPU time and "
                        "carries no information beyond the speed numbers; its idle power is ~0 "
                        "by construction (a sleeping process uses no CPU time).")
+    unmetered = [v for v, r in llm.items() if v != "base" and r["compress_energy_j"] is None]
+    if unmetered:
+        out.append(f"**GPTQ energy not measured** for {', '.join(f'`{v}`' for v in unmetered)}: "
+                   "metrics/llm/quantize.json was written before lm_quantize metered energy, so "
+                   "their compression energy and break-even are n/a (re-run lm_quantize).")
     if {r["energy_method"] for r in det.values()} != {r["energy_method"] for r in llm.values()}:
         out.append("The detector's and the language model's energy figures come from different "
                    "methods: do not compare them with each other.")

@@ -7,11 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.core.errors import PipelineError
+from stages.reporting import energy as EN
 from stages.schema import metrics as M
 
 KEYS = ("runtime", "method", "bits", "acc", "acc_ci95", "decode_tokens_per_s",
         "prefill_tokens_per_s", "size_mb", "peak_rss_mb", "weight_bytes_per_token",
-        "bandwidth_fraction")
+        "bandwidth_fraction", "energy_method", "energy_j_per_token_decode",
+        "energy_j_per_token_decode_p10_p90", "energy_j_per_token_prefill", "energy_j_per_example",
+        "power_w", "idle_power_w", "compress_energy_j", "break_even_inferences", "gco2e_per_1000")
 LABELS = ("runtime", "method", "bits", "peak_rss_mb_reason")   # descriptive, no direction
 DIRECTIONS = {"peak_rss_mb": False, "weight_bytes_per_token": False, "bandwidth_fraction": True}
 RUNTIME_COLORS = {"torch": "#555555", "onnxruntime": "#0072B2"}
@@ -24,8 +27,10 @@ NOTE = ("PyTorch rows: lm_eval/lm_bench on eval_lm.limit examples; ONNX Runtime 
 NO_RSS = "not measured: lm_bench (PyTorch) records no peak RSS"
 
 
-def load_ort(root: Path, variants: list[str]) -> tuple[dict[str, dict], float | None]:
-    """Rows of lm_eval_ort + lm_bench_ort per built variant, and the triad bandwidth (GB/s)."""
+def load_ort(root: Path, variants: list[str], grid: float = EN.WORLD) -> tuple[dict[str, dict], float | None]:
+    """Rows of lm_eval_ort + lm_bench_ort per built variant, and the triad bandwidth (GB/s).
+    Energy: J per decoded / prefilled token from lm_bench_ort; lm_eval_ort and lm_build_ort
+    are not metered, so J per example, build energy and break-even are null."""
     rows, bw = {}, None
     for v in variants:
         ev_path, be_path = (root / "llm" / part / f"{v}.json" for part in ("eval", "bench"))
@@ -36,7 +41,11 @@ def load_ort(root: Path, variants: list[str]) -> tuple[dict[str, dict], float | 
         for name in ev:
             b = be[name].model_dump()
             b.pop("machine"), b.pop("versions")
-            rows[name] = {**ev[name].model_dump(), **b}
+            figs = {"energy_j_per_token_decode": b.pop("energy_decode"),
+                    "energy_j_per_token_prefill": b.pop("energy_prefill")}
+            rows[name] = {**ev[name].model_dump(), **b, **EN.fields(figs, "energy_j_per_token_decode", None),
+                          "energy_j_per_example": None, "break_even_inferences": None}
+            rows[name]["gco2e_per_1000"] = EN.grams(1000 * rows[name]["energy_j_per_token_decode"], grid)
             bw = b["bandwidth_gb_s"]
     return rows, bw
 

@@ -8,7 +8,6 @@ Speed runs og.Generator, the path a deployment runs. Same graph and weights in b
 from __future__ import annotations
 
 import json
-import resource
 import time
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def bench_ids(folder: Path, texts: list[str]) -> list[int]:
     return tokenizer(folder)("\n\n".join(texts[:200]), add_special_tokens=False)["input_ids"]
 
 
-def speeds(folder: Path, ids: list[int], cfg: dict) -> dict:
+def speeds(folder: Path, ids: list[int], cfg: dict, meter=None) -> dict:
     """lm_speed's protocol through og.Generator: decode = exactly decode_tokens greedy new
     tokens after a 32-token prompt (batch 1); prefill = one forward over prefill_tokens.
     Medians over speed_repeats after one warm-up; tokenization happens before timing."""
@@ -117,24 +116,20 @@ def speeds(folder: Path, ids: list[int], cfg: dict) -> dict:
         gen.append_tokens(prefill)
         return time.perf_counter() - t0
 
-    def median(fn) -> float:
-        fn()  # warm-up
-        return statistics.median(fn() for _ in range(cfg["speed_repeats"]))
+    def timed(fn, units: int) -> tuple[float, dict | None]:
+        """Median of speed_repeats runs after one warm-up; with a meter, one energy window per
+        run (the window also spans the generator's set-up, which the prefill timer skips)."""
+        times = []
+        if meter is None:
+            fn()  # warm-up
+            times = [fn() for _ in range(cfg["speed_repeats"])]
+            return statistics.median(times), None
+        _, _, energy = meter.repeats(lambda: times.append(fn()), cfg["speed_repeats"], units, "token")
+        return statistics.median(times[1:]), energy   # times[0]: the warm-up
 
-    t_prefill, t_decode = median(prefill_once), median(decode_all)
-    return {"decode_tokens_per_s": n / t_decode, "prefill_tokens_per_s": len(prefill) / t_prefill}
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far: VmHWM of /proc/self/status (reset by
-    exec, so a spawned child reports its own), else ru_maxrss (KiB; inherited through fork)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    (t_prefill, e_prefill), (t_decode, e_decode) = timed(prefill_once, len(prefill)), timed(decode_all, n)
+    out = {"decode_tokens_per_s": n / t_decode, "prefill_tokens_per_s": len(prefill) / t_prefill}
+    return {**out, "energy_decode": e_decode, "energy_prefill": e_prefill} if meter else out
 
 
 def weight_bytes_per_token(folder: Path) -> int:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 
+from typing import Optional
+
 from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from stages.core.errors import PipelineError
@@ -99,7 +101,9 @@ class LmQuantize(Record):
     group_size: int
     quant_time_s: float = Field(ge=0)
     size_mb: float = Field(gt=0)
-    compress_energy: Energy   # GPTQ of this width, unit "run"
+    # GPTQ of this width, unit "run"; null only in a file written before the meter existed
+    # (the report then says the GPTQ energy and break-even were not measured)
+    compress_energy: Optional[Energy] = None
 
 
 AgreementFile = RootModel[dict[str, Agreement]]

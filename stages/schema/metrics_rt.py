@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from stages.schema.metrics_base import Interval, Record
+from stages.schema.metrics_base import Energy, Interval, Record
 
 
 class LmRtEval(Record):
@@ -38,5 +38,7 @@ class LmRtBench(Record):
     weight_bytes_per_token: int = Field(gt=0)
     bandwidth_gb_s: float = Field(gt=0)     # this machine's triad bandwidth, same run
     bandwidth_fraction: float = Field(gt=0)  # decode tok/s / (bandwidth / weight bytes per token)
+    energy_decode: Energy     # per decoded token, one window per speed repeat (timing process)
+    energy_prefill: Energy    # per prefilled token, one window per speed repeat
     versions: dict[str, str]
     machine: dict
