@@ -27,6 +27,7 @@ TINY = {  # every stage runs, each in seconds to a minute on 2 cores
     "bench_lm": {"decode_tokens": 4, "prefill_tokens": 16, "speed_repeats": 1, "score_examples": 4,
                  "sweep": {"kernels": ["gptq_torch"], "decode_tokens": 2, "prefill_tokens": 8,
                            "repeats": 1}},
+    "lm_runtimes": {"variants": ["ort-int4", "ort-gptq"], "limit": 4},
 }
 DATA_STAGES = ("coco_data", "det_export", "lambada_data", "lm_export")
 
