@@ -23,6 +23,22 @@ class Metric:
 _AP = dict(scale=100.0, fmt=".1f", nullable=True, group="accuracy")
 _BENCH = dict(source="bench")
 _EN = dict(source="bench", group="energy")
+
+
+def _energy(window: str, inferences: str, compress: str, source: str, reference: str):
+    """The energy columns both families share: power, carbon, one-time cost, break-even."""
+    return (
+        Metric("power_w", f"average power {window} (W)", False, fmt=".1f", **_EN),
+        Metric("idle_power_w", "idle power before it (W)", False, fmt=".1f", **_EN),
+        Metric("gco2e_per_1000", f"gCO2e per 1000 {inferences}", False, fmt=".3g", **_EN),
+        Metric("compress_energy_j", f"{compress} energy (J)", False, source, fmt=".0f",
+               nullable=True, group="energy"),
+        Metric("compress_gco2e", f"{compress} gCO2e", False, source, fmt=".3g", nullable=True,
+               group="energy"),
+        Metric("break_even_inferences", f"break-even vs {reference} ({inferences})", False,
+               fmt=".0f", nullable=True, group="energy"),
+        Metric("energy_method", "energy method", None, fmt="", kind="text"),
+    )
 DETECTOR_METRICS = (
     Metric("AP", "COCO AP@[.5:.95] (%)", True, ci=True, **_AP),
     Metric("AP50", "AP50 (%)", True, ci=True, **_AP),
@@ -45,16 +61,7 @@ DETECTOR_METRICS = (
     Metric("energy_j_per_image", "energy per image, bare invoke (J)", False, fmt=".3g", spread=True, **_EN),
     Metric("energy_j_per_image_e2e", "energy per image end to end (J)", False, fmt=".3g",
            spread=True, **_EN),
-    Metric("power_w", "average power end to end (W)", False, fmt=".1f", **_EN),
-    Metric("idle_power_w", "idle power before it (W)", False, fmt=".1f", **_EN),
-    Metric("gco2e_per_1000", "gCO2e per 1000 images", False, fmt=".3g", **_EN),
-    Metric("compress_energy_j", "conversion energy (J)", False, "convert", fmt=".0f", nullable=True,
-           group="energy"),
-    Metric("compress_gco2e", "conversion gCO2e", False, "convert", fmt=".3g", nullable=True,
-           group="energy"),
-    Metric("break_even_inferences", "break-even vs float32 (images)", False, fmt=".0f",
-           nullable=True, group="energy"),
-    Metric("energy_method", "energy method", None, fmt="", kind="text"),
+    *_energy("end to end", "images", "conversion", "convert", "float32"),
     Metric("runtime", "runtime", None, fmt="", kind="text"),
     Metric("precision", "precision", None, fmt="", kind="text"),
     Metric("has_ground_truth", "ground truth", None, fmt="", kind="bool"),
@@ -79,16 +86,7 @@ LLM_METRICS = (
            spread=True, **_EN),
     Metric("energy_j_per_example", "energy per LAMBADA example (J)", False, "eval", fmt=".3g",
            group="energy", spread=True),
-    Metric("power_w", "average power decoding (W)", False, fmt=".1f", **_EN),
-    Metric("idle_power_w", "idle power before it (W)", False, fmt=".1f", **_EN),
-    Metric("gco2e_per_1000", "gCO2e per 1000 decoded tokens", False, fmt=".3g", **_EN),
-    Metric("compress_energy_j", "GPTQ energy (J)", False, "quantize", fmt=".0f", nullable=True,
-           group="energy"),
-    Metric("compress_gco2e", "GPTQ gCO2e", False, "quantize", fmt=".3g", nullable=True,
-           group="energy"),
-    Metric("break_even_inferences", "break-even vs base (decoded tokens)", False, fmt=".0f",
-           nullable=True, group="energy"),
-    Metric("energy_method", "energy method", None, fmt="", kind="text"),
+    *_energy("decoding", "decoded tokens", "GPTQ", "quantize", "base"),
     Metric("bits", "bits", None, fmt="g"),
     Metric("group_size", "group size", None, "quantize", fmt="d", nullable=True),
     Metric("k", "k", None, fmt="d"),
