@@ -10,7 +10,7 @@ from stages.meters.cpu_power import WORLD_GCO2_PER_KWH
 from stages.reporting import energy as E
 from stages.schema import metrics as M
 
-DETECTOR_ORDER = ("float32", "float16", "int8", "dynamic_int8")  # fixed order of every table
+DETECTOR_ORDER = ("float32", "float16", "int8", "int16x8", "dynamic_int8")  # fixed order of every table
 RUNTIME_ORDER = ("onnxruntime", "openvino")
 
 
