@@ -132,7 +132,7 @@ def test_exp_run_reruns_only_the_quantization_branch_and_metrics_diff(repo):
                                       "lm_bench_ort@ort-gptq", "lm_build_ort@ort-int4"}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     # PyTorch rows: only the new width; the ONNX Runtime rows stay (ort-gptq-<bits> follows quant.bits)
-    assert [k for k in summary["llm"] if not k.startswith("ort-")] == ["base", "int4"]
+    assert [k for k in summary["llm"] if not k.startswith("ort-")] == ["base", "int4", "rtn-int4"]
     assert [k for k in summary["llm"] if k.startswith("ort-gptq")] == ["ort-gptq-int4"]
     diff = sh(repo, "dvc metrics diff")
     assert "llm.int4.acc" in diff and "llm.int8.acc" in diff

@@ -32,11 +32,12 @@ class Panel(NamedTuple):
 def color(variant: str, row: dict | None = None) -> str:
     if row and "runtime" in row:
         return RUNTIME_COLORS.get(row["runtime"], OTHER_COLOR)
-    return COLORS.get(variant, OTHER_COLOR)
+    return COLORS.get(variant, COLORS.get(variant.rpartition("-")[2], OTHER_COLOR))  # rtn-int4: int4's
 
 
 def symbol(variant: str, row: dict | None = None) -> str:
-    return SYMBOLS.get(row["precision"] if row and "precision" in row else variant, "circle")
+    key = row["precision"] if row and "precision" in row else variant
+    return SYMBOLS.get(key, "triangle-down" if key.startswith("rtn-") else "circle")
 
 
 def _value(row: dict, m: Metric) -> float | None:
