@@ -18,7 +18,7 @@ DET = {  # variant: (size_mb, latency median ms, agreement mAP, AP with ground t
     "int8": (4.7, 19.2, 0.803, 0.192),
     "onnxruntime-float32": (16.8, 28.0, 0.995, 0.2149), "onnxruntime-int8": (4.4, 17.0, 0.93, 0.205),
     "openvino-float32": (16.8, 25.0, 0.996, 0.2151), "openvino-int8": (4.5, 12.5, 0.95, 0.207),
-    "dynamic_int8": (4.9, 40.0, 0.97, 0.211)}
+    "dynamic_int8": (4.9, 40.0, 0.97, 0.211), "int16x8": (4.8, 900.0, 0.99, 0.214)}
 LLM = {  # variant: (size_mb, acc, decode tokens/s)
     "base": (538.1, 0.352, 38.2), "int8": (181.4, 0.350, 11.9), "int4": (112.6, 0.322, 12.6),
     "int2": (78.3, 0.014, 12.9), "rtn-int8": (181.4, 0.348, 11.8), "rtn-int4": (112.6, 0.25, 12.6),

@@ -13,7 +13,7 @@ from stages.core.errors import PipelineError
 from stages.entry import aggregate
 from tests.metric_fixtures import PARAMS, write_metrics
 
-VARIANTS = ["float32", "float16", "int8", "dynamic_int8", "onnxruntime-float32", "onnxruntime-int8",
+VARIANTS = ["float32", "float16", "int8", "int16x8", "dynamic_int8", "onnxruntime-float32", "onnxruntime-int8",
             "openvino-float32", "openvino-int8"]
 
 
