@@ -108,7 +108,7 @@ def csv_text(rows: dict[str, dict]) -> str:
 
 
 def scatter(title: str, rows: dict[str, dict], x: str, x_label: str, cost_lower: bool):
-    """Accuracy vs a cost; colour = runtime, marker = precision, dotted line = Pareto front."""
+    """Accuracy vs a cost; colour = runtime, marker = precision (open: RTN), dotted line = Pareto front."""
     import plotly.graph_objects as go
 
     from stages.reporting.geometry import pareto
@@ -123,9 +123,9 @@ def scatter(title: str, rows: dict[str, dict], x: str, x_label: str, cost_lower:
         r = rows[v]
         fig.add_trace(go.Scatter(
             x=[cx], y=[acc], mode="markers+text", text=[v], textposition="top center",
-            name=f"{r['runtime']} {precision(r)} ({v})", marker=dict(
+            name=f"{r['runtime']} {precision(r)} {r['method']} ({v})", marker=dict(
                 size=15, color=RUNTIME_COLORS.get(r["runtime"], "#999"),
-                symbol=PRECISION_SYMBOLS.get(precision(r), "circle"),
+                symbol=PRECISION_SYMBOLS.get(precision(r), "circle") + ("-open" if r["method"] == "rtn" else ""),
                 line=dict(width=2 if v in front else 1, color="black"))))
     fig.update_xaxes(title_text=x_label, rangemode="tozero")
     fig.update_yaxes(title_text="LAMBADA acc (%)", rangemode="tozero")
