@@ -4,8 +4,10 @@ calibration, so the two differ only in GPTQ's error-compensating updates.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,12 +25,15 @@ def quantize(base: Path, bits: int, cfg: dict, dest: Path) -> float:
     qcfg = QuantizeConfig(bits=bits, group_size=cfg["group_size"], sym=True, desc_act=False,
                           weight_only="rtn")  # sym=True: transformers.GPTQConfig's default, as GPTQ
     dtype = torch.float16 if cfg["device"] == "cuda" else torch.float32
-    t0 = time.perf_counter()
-    model = GPTQModel.load(str(base), quantize_config=qcfg, device=cfg["device"], dtype=dtype)
-    model.quantize()
-    seconds = time.perf_counter() - t0
-    model.save(str(dest))
-    del model
+    base, dest = Path(base).resolve(), Path(dest).resolve()
+    # GPTQModel writes a timing log under ./logs: run it in a scratch directory, not the repo
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        t0 = time.perf_counter()
+        model = GPTQModel.load(str(base), quantize_config=qcfg, device=cfg["device"], dtype=dtype)
+        model.quantize()
+        seconds = time.perf_counter() - t0
+        model.save(str(dest))
+        del model
     scrub(dest, bits)
     return seconds
 
