@@ -17,10 +17,12 @@ DET = {  # variant: (size_mb, latency median ms, agreement mAP, AP with ground t
     "float32": (16.7, 31.0, 1.0, 0.215), "float16": (8.4, 33.5, 0.981, 0.214),
     "int8": (4.7, 19.2, 0.803, 0.192),
     "onnxruntime-float32": (16.8, 28.0, 0.995, 0.2149), "onnxruntime-int8": (4.4, 17.0, 0.93, 0.205),
-    "openvino-float32": (16.8, 25.0, 0.996, 0.2151), "openvino-int8": (4.5, 12.5, 0.95, 0.207)}
+    "openvino-float32": (16.8, 25.0, 0.996, 0.2151), "openvino-int8": (4.5, 12.5, 0.95, 0.207),
+    "dynamic_int8": (4.9, 40.0, 0.97, 0.211), "int16x8": (4.8, 900.0, 0.99, 0.214)}
 LLM = {  # variant: (size_mb, acc, decode tokens/s)
     "base": (538.1, 0.352, 38.2), "int8": (181.4, 0.350, 11.9), "int4": (112.6, 0.322, 12.6),
-    "int2": (78.3, 0.014, 12.9)}
+    "int2": (78.3, 0.014, 12.9), "rtn-int8": (181.4, 0.348, 11.8), "rtn-int4": (112.6, 0.25, 12.6),
+    "rtn-int2": (78.3, 0.0, 12.8)}
 
 
 def energy(j_per_unit: float, unit: str, units: float = 10.0, method: str = "estimate",
@@ -65,7 +67,7 @@ def det_convert(variant: str) -> M.DetConvert:
 
 def lm_eval(variant: str) -> M.LmEval:
     size, acc, _ = LLM[variant]
-    return M.LmEval(bits=32 if variant == "base" else int(variant[3:]), acc=acc,
+    return M.LmEval(bits=32 if variant == "base" else int(variant.rpartition("int")[2]), acc=acc,
                     acc_stderr=0.02, acc_ci95=ci(acc), topk_acc=min(1, acc * 1.9),
                     topk_acc_ci95=ci(min(1, acc * 1.9)), topk_word_acc=min(1, acc * 1.5),
                     topk_word_acc_ci95=ci(min(1, acc * 1.5)), ppl=18.0 / max(acc, 0.01),
@@ -124,13 +126,15 @@ def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Pat
                        agreement_AP50=min(1, a * 1.05), agreement_AP50_ci95=ci(min(a, 0.98)))
         for v, (_, _, a, _) in DET.items()}))
     gptq = [f"int{b}" for b in bits]
-    for name, variants in (("base", ["base"]), ("gptq", gptq)):
-        M.write(root / "llm" / "eval" / f"{name}.json", M.LmEvalFile({v: lm_eval(v) for v in variants}))
-        M.write(root / "llm" / "bench" / f"{name}.json", M.LmBenchFile({v: lm_bench(v) for v in variants}))
-    M.write(root / "llm" / "quantize.json", M.LmQuantizeFile({
-        v: M.LmQuantize(bits=int(v[3:]), group_size=64, quant_time_s=40.0 + int(v[3:]),
-                        size_mb=LLM[v][0], compress_energy=energy(160.0 * int(v[3:]), "run", 1))
-        for v in gptq}))
+    for name, prefix in (("base", None), ("gptq", ""), ("rtn", "rtn-")):
+        keys = {"base": "base"} if prefix is None else {v: prefix + v for v in gptq}
+        M.write(root / "llm" / "eval" / f"{name}.json", M.LmEvalFile({k: lm_eval(v) for k, v in keys.items()}))
+        M.write(root / "llm" / "bench" / f"{name}.json", M.LmBenchFile({k: lm_bench(v) for k, v in keys.items()}))
+    for name, seconds in (("quantize", 40.0), ("rtn", 8.0)):  # lm_quantize and lm_rtn
+        M.write(root / "llm" / f"{name}.json", M.LmQuantizeFile({
+            v: M.LmQuantize(bits=int(v[3:]), group_size=64, quant_time_s=seconds + int(v[3:]),
+                            size_mb=LLM[v][0], compress_energy=energy(seconds * 4 * int(v[3:]), "run", 1))
+            for v in gptq}))
     for v in PARAMS["lm_runtimes"]["variants"]:
         ev, be = ort_rows(v, bits)
         M.write(root / "llm" / "eval" / f"{v}.json", ev)

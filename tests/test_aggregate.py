@@ -13,7 +13,7 @@ from stages.core.errors import PipelineError
 from stages.entry import aggregate
 from tests.metric_fixtures import PARAMS, write_metrics
 
-VARIANTS = ["float32", "float16", "int8", "onnxruntime-float32", "onnxruntime-int8",
+VARIANTS = ["float32", "float16", "int8", "int16x8", "dynamic_int8", "onnxruntime-float32", "onnxruntime-int8",
             "openvino-float32", "openvino-int8"]
 
 
@@ -53,15 +53,18 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     run(workdir)
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary) == ["detector", "llm", "llm_kernel_sweep", "higher_is_better"]
-    assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2"]
+    assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2"]
     assert summary["llm"]["int4"]["kernel"] == "TorchLinear" and summary["llm"]["base"]["kernel"] is None
     assert list(summary["detector"]) == VARIANTS
-    assert list(summary["llm"]) == ["base", "int8", "int4", "int2", "ort-fp32", "ort-int8",
+    assert list(summary["llm"]) == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2", "ort-fp32", "ort-int8",
                                     "ort-int4", "ort-gptq-int8", "ort-gptq-int4", "ort-gptq-int2"]
     assert summary["llm"]["ort-gptq-int4"]["method"] == "gptq"
     assert summary["llm"]["int4"]["runtime"] == "torch" and summary["llm"]["base"]["method"] == "none"
+    assert summary["llm"]["rtn-int4"]["method"] == "rtn" and summary["llm"]["int4"]["method"] == "gptq"
+    assert summary["llm"]["rtn-int4"]["compress_time_s"] == 12.0 and summary["llm"]["int4"]["sparsity"] == 0
     for row in summary["llm"].values():   # the runtime axis' keys, on every LM variant
-        assert {"runtime", "method", "bits", "acc", "decode_tokens_per_s", "prefill_tokens_per_s",
+        assert {"runtime", "method", "bits", "acc", "decode_tokens_per_s", "prefill_tokens_per_s",  # issue 11
+                "sparsity", "acc_ci95", "compress_time_s",  # issue 14
                 "size_mb", "peak_rss_mb", "bandwidth_fraction"} <= set(row)
     keys = flat(summary)
     assert keys["detector.openvino-int8.runtime"] == "openvino"
@@ -69,12 +72,12 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["detector.openvino-int8.peak_rss_mb"] == 304.5
     assert keys["detector.int8.agreement_mAP"] == 0.803
     assert keys["detector.float32.AP"] is None  # offline: no ground truth
-    assert keys["llm.int4.acc"] == 0.322 and keys["llm.int4.quant_time_s"] == 44.0
+    assert keys["llm.int4.acc"] == 0.322 and keys["llm.int4.compress_time_s"] == 44.0
     assert keys["higher_is_better.llm.ppl"] is False
     assert keys["higher_is_better.detector.latency_ms_median"] is False
     assert keys["detector.int8.agreement_mAP_ci95"] == [0.783, 0.823]
     assert keys["llm.int4.acc_ci95"] == [0.302, 0.342] and keys["detector.int8.runtime"] == "litert"
-    llm_labels = {"runtime", "method", "bits", "peak_rss_mb_reason", "energy_method", "kernel"}
+    llm_labels = {"runtime", "method", "bits", "sparsity", "peak_rss_mb_reason", "energy_method", "kernel"}
     for family, labels in (("detector", {"runtime", "precision", "energy_method"}), ("llm", llm_labels)):
         for v, row in summary[family].items():  # every metric has a direction, CIs sit beside
             metrics = {k for k in row if not k.endswith(("_ci95", "_p10_p90", "_net"))} - labels
@@ -110,8 +113,8 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert det[2]["AP"] == "" and float(det[2]["size_mb"]) == 4.7
     assert float(det[2]["agreement_mAP_ci_low"]) == 0.783
     llm = list(csv.DictReader((workdir / "plots" / "llm.csv").open()))
-    assert [r["variant"] for r in llm] == ["base", "int8", "int4", "int2"]
-    assert llm[0]["quant_time_s"] == "" and llm[3]["bits"] == "2"
+    assert [r["variant"] for r in llm] == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2"]
+    assert llm[0]["compress_time_s"] == "" and llm[3]["bits"] == "2"
     assert llm[0]["energy_method"] == "estimate" and float(llm[0]["energy_j_per_token_decode_p90"]) > 0
     assert float(llm[2]["acc_ci_high"]) == 0.342
     stems = {p.stem for p in (workdir / "plots" / "html").iterdir()}
@@ -145,7 +148,7 @@ def test_fixed_order_and_scalar_bits(workdir, no_png):
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary["detector"]) == ["float32", "float16", "int8", "onnxruntime-float32",
                                          "openvino-int8"]
-    assert [v for v, r in summary["llm"].items() if r["runtime"] == "torch"] == ["base", "int4"]
+    assert [v for v, r in summary["llm"].items() if r["runtime"] == "torch"] == ["base", "int4", "rtn-int4"]
 
 
 def test_ground_truth_metrics(tmp_path, no_png):

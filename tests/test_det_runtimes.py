@@ -130,6 +130,17 @@ def test_bad_runtime_params_are_one_line_errors(tmp_path, value, message):
         check_params.main(["--params", str(params), "--out", str(tmp_path / "ok")])
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("detector.ptq.overflow_fix", "always", "detector.ptq.overflow_fix: Input should be 'enable'"),
+    ("detector.ptq.float_box_head", "sometimes", "detector.ptq.float_box_head: Input should be a valid boolean"),
+    ("detector.precisions", ["float32", "int16"], "detector.precisions: Input should be 'float32', 'float16', 'int8', 'int16x8'")])
+def test_bad_ptq_params_are_one_line_errors(tmp_path, key, value, message):
+    params = write_params(tmp_path / "p.yaml", **{key: value})
+    with pytest.raises(PipelineError) as exc:
+        check_params.main(["--params", str(params), "--out", str(tmp_path / "ok")])
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_scalar_runtime_becomes_a_list(tmp_path):
     params = write_params(tmp_path / "p.yaml", **{"detector.runtimes": "openvino-int8"})
     assert P.validate(P.read(params)).detector.runtimes == ["openvino-int8"]
@@ -171,27 +182,62 @@ def test_int8_variants_calibrate_on_every_image_of_calib_json(tmp_path, monkeypa
     """Both int8 builders get exactly calib.json's images, preprocessed as for evaluation."""
     _, data = tiny_coco(tmp_path)
     later = write_params(tmp_path / "later.yaml", **{"detector.calib_size": 1, "seed": 7,
-                                                     "detector.iou_threshold": 0.45})
+                                                     "detector.iou_threshold": 0.45,
+                                                     "detector.ptq.float_box_head": False,
+                                                     "detector.ptq.overflow_fix": "first_layer"})
     base = fake_base(tmp_path)
     (tmp_path / "net.onnx").write_bytes(b"onnx")
     seen = {}
-    monkeypatch.setattr(onnx_ptq, "ort_int8", lambda f, calib, out: (
-        seen.__setitem__("ort", calib), out.write_bytes(b"q")))
-    monkeypatch.setattr(onnx_ptq, "openvino_ir", lambda f, prec, calib, out: (
-        seen.__setitem__("ov", calib), (out / "model.xml").write_text(prec)))
+    monkeypatch.setattr(onnx_ptq, "ort_int8", lambda f, calib, out, box: (
+        seen.__setitem__("ort", (calib, box)), out.write_bytes(b"q")))
+    monkeypatch.setattr(onnx_ptq, "openvino_ir", lambda f, prec, calib, out, ptq: (
+        seen.__setitem__("ov", (calib, ptq)), (out / "model.xml").write_text(prec)))
     for variant in ("onnxruntime-int8", "openvino-int8", "openvino-float32"):
         det_convert_rt.main(["--variant", variant, "--onnx", str(tmp_path / "net.onnx"), "--base",
                              str(base), "--calib", str(data / "calib.json"), "--out",
                              str(tmp_path / variant), "--params", str(later)])
     listed = [im["file_name"] for im in json.loads((data / "calib.json").read_text())["images"]]
-    assert [p.name for p in seen["ort"]] == listed and len(listed) == 4
-    assert seen["ov"] == []  # the float32 run came last: it calibrates on nothing
+    assert [p.name for p in seen["ort"][0]] == listed and len(listed) == 4
+    ptq = {"float_box_head": False, "overflow_fix": "first_layer"}  # write_params' values
+    assert seen["ort"][1] is False and seen["ov"] == ([], ptq)  # float32 came last: no images
     cfg = json.loads((tmp_path / "openvino-int8" / "postprocess.json").read_text())
     assert cfg == {"runtime": "openvino", "precision": "int8", "score_threshold": 0.001,
-                   "iou_threshold": 0.45, "max_detections": 100}
-    xs = list(onnx_ptq.samples(seen["ort"]))
-    ref = [ssd.preprocess(ssd.load_image(p)) for p in seen["ort"]]
+                   "iou_threshold": 0.45, "max_detections": 100, "ptq": ptq}
+    xs = list(onnx_ptq.samples(seen["ort"][0]))
+    ref = [ssd.preprocess(ssd.load_image(p)) for p in seen["ort"][0]]
     assert len(xs) == 4 and all(np.array_equal(a, b) for a, b in zip(xs, ref))
+
+
+def two_conv_onnx(path: Path) -> None:
+    """image (1, 300, 300, 3) -> a backbone conv -> a box-regression conv (the real names)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+         for n, s in (("w0", (4, 3, 3, 3)), ("w1", (4, 4, 1, 1)))]
+    nodes = [helper.make_node("Transpose", ["image"], ["x"], perm=[0, 3, 1, 2], name="nchw"),
+             helper.make_node("Conv", ["x", "w0"], ["y"], strides=[30, 30], name="FeatureExtractor/Conv"),
+             helper.make_node("Conv", ["y", "w1"], ["box_encodings"],
+                              name="BoxPredictor_0/BoxEncodingPredictor/BiasAdd")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 300, 300, 3])],
+                              [helper.make_tensor_value_info("box_encodings", TensorProto.FLOAT, None)], w)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+
+
+@pytest.mark.parametrize("float_box_head", [True, False])
+def test_float_box_head_keeps_exactly_the_box_convs_in_float(tmp_path, float_box_head):
+    import onnx
+    _, data = tiny_coco(tmp_path)
+    two_conv_onnx(tmp_path / "net.onnx")
+    assert onnx_ptq.box_head_nodes(tmp_path / "net.onnx") == ["BoxPredictor_0/BoxEncodingPredictor/BiasAdd"]
+    calib = coco.image_paths(coco.read_manifest(data / "calib.json", "c"), data / "calib.json")
+    onnx_ptq.ort_int8(tmp_path / "net.onnx", calib, tmp_path / "q.onnx", float_box_head)
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    made = {o: n.op_type for n in graph.node for o in n.output}
+    convs = {n.name: made.get(n.input[1]) for n in graph.node if n.op_type == "Conv"}
+    assert convs["FeatureExtractor/Conv"] == "DequantizeLinear"  # int8 weights
+    box = convs["BoxPredictor_0/BoxEncodingPredictor/BiasAdd"]
+    assert (box != "DequantizeLinear") if float_box_head else (box == "DequantizeLinear")
 
 
 # ------------------------------------------------------------------ real graph (e2e)
@@ -230,3 +276,23 @@ def groups(dets: list[dict], min_score: float = 0.3) -> dict:
         if d["score"] >= min_score:
             out.setdefault((d["image_id"], d["category_id"]), []).append(d)
     return out
+
+
+@pytest.mark.e2e
+def test_int16x8_converts_calibrated_and_tracks_float32(tmp_path):
+    """LiteRT's int16-activation mode: calibrated like int8, outputs close to float32's."""
+    base, tflite = ROOT / "models" / "detector" / "base", ROOT / "models" / "detector" / "float32.tflite"
+    if not (base / "raw_graph.pb").is_file() or not tflite.is_file():
+        pytest.skip("models/detector not checked out")
+    from stages.runtimes.litert import Detector
+    gt = coco.read_manifest(ROOT / "data" / "coco" / "eval.json", "eval")
+    paths = coco.image_paths(gt, ROOT / "data" / "coco" / "eval.json")[:3]
+    (tmp_path / "m.tflite").write_bytes(litert_ptq.convert_to(base, "int16x8", CFG, paths[:2]))
+    q, ref = Detector(tmp_path / "m.tflite", 2), Detector(tflite, 2)
+    x = ssd.preprocess(ssd.load_image(paths[2]))
+    got, want = q.network(x), ref.network(x)
+    score_err = np.abs(got["class_scores"] - want["class_scores"]).mean()
+    box_err = np.abs(got["box_encodings"] - want["box_encodings"]).mean()
+    print(f"int16x8 vs float32: mean |score error| {score_err:.2e}, mean |box error| {box_err:.2e}")
+    assert 0 < score_err < 1e-3 and 0 < box_err < 0.15  # quantized (not a float copy), and close
+    # (2 calibration images clip some ranges: 1.4e-4 and 0.08 measured; encodings are O(1))

@@ -88,7 +88,7 @@ def test_every_stage_reads_each_param_it_declares(repo):
     records = [json.loads(line) for line in (repo / "trace.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in records} >= {"coco_data", "det_convert", "det_convert_rt",
                                             "det_eval", "det_bench", "det_agreement",
-                                            "lm_quantize", "lm_eval", "lm_bench", "aggregate"}
+                                            "lm_quantize", "lm_rtn", "lm_eval", "lm_bench", "aggregate"}
     for r in records:  # a declared key counts as read when it or a key below it was read
         unread = [k for k in r["declared"] if not any(s == k or s.startswith(k + ".") for s in r["read"])]
         assert not unread, f"{r['stage']} declares {unread} in dvc.yaml but never reads them"
@@ -128,11 +128,12 @@ def test_exp_run_reruns_only_the_quantization_branch_and_metrics_diff(repo):
     # too because a foreach gives every item the same deps (models/llm/gptq for ort-gptq), but
     # its output does not change, so nothing after it re-runs
     assert ran - {"check_params"} == {"lm_quantize", "lm_eval@gptq", "lm_bench@gptq", "aggregate",
+                                      "lm_rtn", "lm_eval@rtn", "lm_bench@rtn",
                                       "lm_build_ort@ort-gptq", "lm_eval_ort@ort-gptq",
                                       "lm_bench_ort@ort-gptq", "lm_build_ort@ort-int4"}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     # PyTorch rows: only the new width; the ONNX Runtime rows stay (ort-gptq-<bits> follows quant.bits)
-    assert [k for k in summary["llm"] if not k.startswith("ort-")] == ["base", "int4"]
+    assert [k for k in summary["llm"] if not k.startswith("ort-")] == ["base", "int4", "rtn-int4"]
     assert [k for k in summary["llm"] if k.startswith("ort-gptq")] == ["ort-gptq-int4"]
     diff = sh(repo, "dvc metrics diff")
     assert "llm.int4.acc" in diff and "llm.int8.acc" in diff

@@ -30,7 +30,7 @@ def test_render_shows_intervals_and_replace_keeps_the_rest():
                "llm": {"int4": {"acc": 0.38, "acc_ci95": [0.34, 0.42], "topk_acc": 0.6,
                                 "topk_acc_ci95": [0.55, 0.65], "ppl": 20.0, "ppl_ci95": [18.0, 23.0],
                                 "decode_tokens_per_s": 25.0, "prefill_tokens_per_s": 400.0,
-                                "size_mb": 118.0, "quant_time_s": 150.0}}}
+                                "size_mb": 118.0, "compress_time_s": 150.0}}}
     block = render(summary, 5)
     assert "| `int8` | 90.0 [85.0, 95.0] | n/a |" in block and "38.0 [34.0, 42.0]" in block
     new = replace_block(f"intro\n{START}\nold\n{END}\noutro", block)

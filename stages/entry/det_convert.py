@@ -1,6 +1,6 @@
 """Convert the exported detector to one LiteRT .tflite of one precision (see
 stages/methods/litert_ptq.py): float32, float16, int8 (full-integer, calibrated on every
-image of calib.json) or dynamic_int8. --metrics records the conversion's time and energy."""
+image of calib.json), int16x8 (calibrated the same way) or dynamic_int8. --metrics records the conversion's time and energy."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ from stages.core.errors import PipelineError, log, run_main, timed
 from stages.core.files import atomic_path, require_file
 from stages.datasets.coco import image_paths, read_manifest
 from stages.meters import energy as E
-from stages.methods.litert_ptq import PRECISIONS, convert_to
+from stages.methods.litert_ptq import CALIBRATED, PRECISIONS, convert_to
 from stages.schema import metrics as M, params as P
 
 PARAMS = ("detector.score_threshold", "detector.iou_threshold", "detector.max_detections") + E.PARAMS
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("raw_graph.pb", "anchors.npy"):
         require_file(base / name, "exported detector (run det_export)")
     calib = []
-    if args.precision == "int8":
+    if args.precision in CALIBRATED:
         calib = image_paths(read_manifest(args.calib, "calibration list"), args.calib)
     with timed(f"convert to {args.precision}" + (f" ({len(calib)} calibration images)" if calib else "")):
         t0 = time.perf_counter()

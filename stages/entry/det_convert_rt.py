@@ -18,7 +18,8 @@ from stages.runtimes.network_only import ANCHORS, POSTPROCESS, require
 from stages.schema import metrics as M, params as P
 from stages.schema.variants import packages, split_variant
 
-PARAMS = ("detector.score_threshold", "detector.iou_threshold", "detector.max_detections") + E.PARAMS
+PARAMS = ("detector.score_threshold", "detector.iou_threshold", "detector.max_detections",
+          "detector.ptq") + E.PARAMS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,9 +49,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def build(out: Path) -> None:
         if runtime == "openvino":
-            onnx_ptq.openvino_ir(onnx_file, precision, calib, out)
+            onnx_ptq.openvino_ir(onnx_file, precision, calib, out, det["ptq"])
         elif precision == "int8":
-            onnx_ptq.ort_int8(onnx_file, calib, out / "model.onnx")
+            onnx_ptq.ort_int8(onnx_file, calib, out / "model.onnx", det["ptq"]["float_box_head"])
         else:
             shutil.copyfile(onnx_file, out / "model.onnx")
 
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
             seconds = time.perf_counter() - t0
         shutil.copyfile(anchors, out / ANCHORS)
         (out / POSTPROCESS).write_text(json.dumps(
-            {"runtime": runtime, "precision": precision, **nms}, indent=2, sort_keys=True) + "\n")
+            {"runtime": runtime, "precision": precision, **nms,
+             **({"ptq": det["ptq"]} if precision == "int8" else {})}, indent=2, sort_keys=True) + "\n")
     size = sum(f.stat().st_size for f in Path(args.out).iterdir())
     if args.metrics:
         M.write(args.metrics, M.DetConvert(precision=args.variant, convert_time_s=round(seconds, 2),

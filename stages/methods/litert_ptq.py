@@ -1,5 +1,6 @@
 """LiteRT post-training conversion of the SSD network: float32, float16, full-integer int8
-(calibrated), dynamic-range int8. One .tflite with two signatures per precision:
+(calibrated), int16x8 (int16 activations, int8 weights, calibrated like int8; LiteRT runs it
+on reference kernels, XNNPACK has none), dynamic-range int8. One .tflite with two signatures per precision:
   network      float32 image (1, 300, 300, 3) in [-1, 1] -> box_encodings, sigmoid class_scores
   postprocess  -> TFLite_Detection_PostProcess (anchor decoding with scales 10,10,5,5,
                per-class regular NMS) -> detection_boxes/classes/scores/num_detections
@@ -15,7 +16,8 @@ import numpy as np
 from stages.core.errors import log
 from stages.models import ssd_mobilenet_v2 as ssd
 
-PRECISIONS = ("float32", "float16", "int8", "dynamic_int8")
+PRECISIONS = ("float32", "float16", "int8", "int16x8", "dynamic_int8")
+CALIBRATED = ("int8", "int16x8")  # need representative images
 
 
 def postprocess_signature(cfg: dict) -> str:
@@ -127,11 +129,17 @@ def convert(saved_model: Path, precision: str, calib: list[str], network) -> byt
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: representative(calib, network)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif precision == "int16x8":  # the post-processing custom op stays float (TFLITE_BUILTINS)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: representative(calib, network)
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS]
     return conv.convert()
 
 
 def convert_to(base: Path, precision: str, nms: dict, calib: list[Path]) -> bytes:
-    """The .tflite bytes of one precision (calib: representative images, int8 only)."""
+    """The .tflite bytes of one precision (calib: representative images, CALIBRATED only)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,14 +11,14 @@ from stages.reporting.geometry import label_positions, pareto
 from stages.reporting.tables import label
 
 # One colour per precision, the same in every figure (Okabe-Ito, colour-blind safe).
-COLORS = {"float32": "#0072B2", "float16": "#56B4E9", "int8": "#009E73",
+COLORS = {"float32": "#0072B2", "float16": "#56B4E9", "int8": "#009E73", "int16x8": "#F0E442",
           "dynamic_int8": "#CC79A7", "base": "#555555", "int4": "#E69F00", "int2": "#D55E00"}
 OTHER_COLOR = "#999999"
-SYMBOLS = {"float32": "circle", "float16": "diamond", "int8": "square",
+SYMBOLS = {"float32": "circle", "float16": "diamond", "int8": "square", "int16x8": "square-open",
            "dynamic_int8": "triangle-up", "base": "circle", "int4": "diamond", "int2": "x"}
 # Detector rows: colour = runtime, marker shape (bar pattern) = precision.
 RUNTIME_COLORS = {"litert": "#0072B2", "onnxruntime": "#E69F00", "openvino": "#009E73"}
-PATTERNS = {"float32": "", "float16": ".", "int8": "/", "dynamic_int8": "x"}
+PATTERNS = {"float32": "", "float16": ".", "int8": "/", "int16x8": "\\", "dynamic_int8": "x"}
 D = {m.key: m for m in DETECTOR_METRICS}
 L = {m.key: m for m in LLM_METRICS}
 
@@ -32,11 +32,12 @@ class Panel(NamedTuple):
 def color(variant: str, row: dict | None = None) -> str:
     if row and "runtime" in row:
         return RUNTIME_COLORS.get(row["runtime"], OTHER_COLOR)
-    return COLORS.get(variant, OTHER_COLOR)
+    return COLORS.get(variant, COLORS.get(variant.rpartition("-")[2], OTHER_COLOR))  # rtn-int4: int4's
 
 
 def symbol(variant: str, row: dict | None = None) -> str:
-    return SYMBOLS.get(row["precision"] if row and "precision" in row else variant, "circle")
+    key = row["precision"] if row and "precision" in row else variant
+    return SYMBOLS.get(key, "triangle-down" if key.startswith("rtn-") else "circle")
 
 
 def _value(row: dict, m: Metric) -> float | None:

@@ -10,7 +10,7 @@ from stages.meters.cpu_power import WORLD_GCO2_PER_KWH
 from stages.reporting import energy as E
 from stages.schema import metrics as M
 
-DETECTOR_ORDER = ("float32", "float16", "int8", "dynamic_int8")  # fixed order of every table
+DETECTOR_ORDER = ("float32", "float16", "int8", "int16x8", "dynamic_int8")  # fixed order of every table
 RUNTIME_ORDER = ("onnxruntime", "openvino")
 
 
@@ -20,9 +20,22 @@ def detector_variants(precisions: list[str], runtimes: list[str] = ()) -> list[s
         f"{r}-{p}" for r in RUNTIME_ORDER for p in DETECTOR_ORDER if f"{r}-{p}" in runtimes]
 
 
+LLM_METHODS = {"gptq": "quantize.json", "rtn": "rtn.json"}  # method -> its compression file
+PREFIXES = {"gptq": "", "rtn": "rtn-"}  # GPTQ rows keep their historical names (int4)
+
+
 def llm_variants(bits: list[int]) -> list[str]:
-    """base, then GPTQ variants from the widest to the narrowest."""
-    return ["base"] + [f"int{b}" for b in sorted(set(bits), reverse=True)]
+    """base, then each method's variants from the widest to the narrowest (GPTQ, then RTN)."""
+    widths = [f"int{b}" for b in sorted(set(bits), reverse=True)]
+    return ["base"] + [PREFIXES[m] + w for m in LLM_METHODS for w in widths]
+
+
+def llm_method(variant: str) -> tuple[str, str]:
+    """Variant name -> (method, key in that method's files): "rtn-int4" -> ("rtn", "int4")."""
+    if variant == "base":
+        return "none", "base"
+    method, _, width = variant.rpartition("-")
+    return method or "gptq", width
 
 
 def _entry(doc, variant: str, path: Path):
@@ -69,9 +82,10 @@ def load_llm(root: Path, variants: list[str],
 
     rows, machine = {}, {}
     for v in variants:
-        group = "base" if v == "base" else "gptq"
-        row = entry(f"eval/{group}.json", M.LmEvalFile, v)
-        bench = entry(f"bench/{group}.json", M.LmBenchFile, v)
+        method, key = llm_method(v)
+        group = "base" if v == "base" else method
+        row = entry(f"eval/{group}.json", M.LmEvalFile, key)
+        bench = entry(f"bench/{group}.json", M.LmBenchFile, key)
         machine = bench.pop("machine")
         row["bench_kernels"] = bench.pop("kernels")
         row["kernel_sweep"] = bench.pop("sweep")
@@ -79,8 +93,9 @@ def load_llm(root: Path, variants: list[str],
                 "energy_j_per_token_prefill": bench.pop("energy_prefill"),
                 "energy_j_per_example": row.pop("energy_eval")}
         row.update(bench)
-        q = {} if v == "base" else entry("quantize.json", M.LmQuantizeFile, v)
-        row.update(quant_time_s=q.get("quant_time_s"), group_size=q.get("group_size"),
+        q = {} if v == "base" else entry(LLM_METHODS[method], M.LmQuantizeFile, key)
+        row.update(method=method, sparsity=0.0, compress_time_s=q.get("quant_time_s"),
+                   group_size=q.get("group_size"),
                    **E.fields(figs, "energy_j_per_token_decode", q.get("compress_energy")))
         rows[v] = row
     return E.derive(rows, "llm", grid), machine

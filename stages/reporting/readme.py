@@ -10,7 +10,7 @@ from stages.reporting.tables import cell, label, ratio_lines
 START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
 DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
 LLM_KEYS = ("acc", "topk_acc", "ppl", "decode_tokens_per_s", "prefill_tokens_per_s", "size_mb",
-            "quant_time_s")
+            "compress_time_s")
 
 
 def _table(rows: dict, metrics, keys, k="k") -> list[str]:

@@ -14,8 +14,9 @@ KEYS = ("runtime", "method", "bits", "acc", "acc_ci95", "decode_tokens_per_s",
         "prefill_tokens_per_s", "size_mb", "peak_rss_mb", "weight_bytes_per_token",
         "bandwidth_fraction", "energy_method", "energy_j_per_token_decode",
         "energy_j_per_token_decode_p10_p90", "energy_j_per_token_prefill", "energy_j_per_example",
-        "power_w", "idle_power_w", "compress_energy_j", "break_even_inferences", "gco2e_per_1000")
-LABELS = ("runtime", "method", "bits", "peak_rss_mb_reason")   # descriptive, no direction
+        "power_w", "idle_power_w", "compress_energy_j", "break_even_inferences", "gco2e_per_1000",
+        "sparsity", "compress_time_s")
+LABELS = ("runtime", "method", "bits", "sparsity", "peak_rss_mb_reason")   # descriptive, no direction
 DIRECTIONS = {"peak_rss_mb": False, "weight_bytes_per_token": False, "bandwidth_fraction": True}
 RUNTIME_COLORS = {"torch": "#555555", "onnxruntime": "#0072B2"}
 PRECISION_SYMBOLS = {"fp32": "circle", "int8": "square", "int4": "diamond", "int2": "x"}
@@ -57,7 +58,7 @@ def torch_rows(llm: dict[str, dict], bw: float | None) -> dict[str, dict]:
     for v, r in llm.items():
         per_token = int(r["param_mb"] * 1e6)
         frac = r["decode_tokens_per_s"] / (bw * 1e9 / per_token) if bw else None
-        out[v] = {**r, "runtime": "torch", "method": "none" if v == "base" else "gptq",
+        out[v] = {**r, "runtime": "torch", "method": r["method"],
                   "peak_rss_mb": None, "peak_rss_mb_reason": NO_RSS,
                   "weight_bytes_per_token": per_token, "bandwidth_fraction": frac}
     return out
@@ -69,7 +70,8 @@ def precision(row: dict) -> str:
 
 def summary_entries(rows: dict[str, dict]) -> dict[str, dict]:
     """The keys every LM variant entry of metrics/summary.json carries."""
-    return {v: {k: r.get(k) for k in KEYS + ("peak_rss_mb_reason",) if k in r or k in KEYS}
+    return {v: {**{k: r.get(k) for k in KEYS + ("peak_rss_mb_reason",) if k in r or k in KEYS},
+                "sparsity": r.get("sparsity", 0.0)}  # every variant so far is dense
             for v, r in rows.items()}
 
 
@@ -106,7 +108,7 @@ def csv_text(rows: dict[str, dict]) -> str:
 
 
 def scatter(title: str, rows: dict[str, dict], x: str, x_label: str, cost_lower: bool):
-    """Accuracy vs a cost; colour = runtime, marker = precision, dotted line = Pareto front."""
+    """Accuracy vs a cost; colour = runtime, marker = precision (open: RTN), dotted line = Pareto front."""
     import plotly.graph_objects as go
 
     from stages.reporting.geometry import pareto
@@ -121,9 +123,9 @@ def scatter(title: str, rows: dict[str, dict], x: str, x_label: str, cost_lower:
         r = rows[v]
         fig.add_trace(go.Scatter(
             x=[cx], y=[acc], mode="markers+text", text=[v], textposition="top center",
-            name=f"{r['runtime']} {precision(r)} ({v})", marker=dict(
+            name=f"{r['runtime']} {precision(r)} {r['method']} ({v})", marker=dict(
                 size=15, color=RUNTIME_COLORS.get(r["runtime"], "#999"),
-                symbol=PRECISION_SYMBOLS.get(precision(r), "circle"),
+                symbol=PRECISION_SYMBOLS.get(precision(r), "circle") + ("-open" if r["method"] == "rtn" else ""),
                 line=dict(width=2 if v in front else 1, color="black"))))
     fig.update_xaxes(title_text=x_label, rangemode="tozero")
     fig.update_yaxes(title_text="LAMBADA acc (%)", rangemode="tozero")

@@ -79,7 +79,7 @@ LLM_METRICS = (
     Metric("eval_examples_per_s", "scoring examples/s", True, **_BENCH),
     Metric("size_mb", "size on disk (MB)", False),
     Metric("param_mb", "weights in memory (MB)", False),
-    Metric("quant_time_s", "GPTQ time (s)", False, "quantize", fmt=".1f", nullable=True),
+    Metric("compress_time_s", "quantization time (s)", False, "quantize", fmt=".1f", nullable=True),
     Metric("energy_j_per_token_decode", "energy per decoded token (J)", False, fmt=".3g",
            spread=True, **_EN),
     Metric("energy_j_per_token_prefill", "energy per prefilled token (J)", False, fmt=".3g",

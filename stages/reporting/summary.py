@@ -37,7 +37,7 @@ def summarize(det: dict[str, dict], llm: dict[str, dict]) -> dict:
     `<metric>_p10_p90: [p10, p90]` over windows and `<metric>_net` of idle), llm.<variant>.<metric>,
     and each metric's direction under higher_is_better (as lm-evaluation-harness results do)."""
     return {"detector": _part(det, DETECTOR_METRICS, ("runtime", "precision", "energy_method")),
-            "llm": _part(llm, LLM_METRICS, ("bits", "energy_method")),
+            "llm": _part(llm, LLM_METRICS, ("method", "bits", "sparsity", "energy_method")),
             "llm_kernel_sweep": sweep_summary(llm),
             "higher_is_better": {
                 "detector": {m.key: m.higher_is_better for m in _ranked(DETECTOR_METRICS)},

@@ -32,7 +32,13 @@ class Coco(Section):
     official: CocoOfficial
 
 
-Precision = Literal["float32", "float16", "int8", "dynamic_int8"]
+Precision = Literal["float32", "float16", "int8", "int16x8", "dynamic_int8"]
+class DetPtq(Section):
+    """ONNX Runtime / OpenVINO static int8 (det_convert_rt; LiteRT's int8 quantizes every layer)."""
+    float_box_head: bool                                      # the 6 BoxEncodingPredictor convs in float32
+    overflow_fix: Literal["enable", "first_layer", "disable"]  # NNCF: 7-bit weights in all / first / no layers
+
+
 class Detector(Section):
     source: Literal["package", "official"]
     precisions: Annotated[list[Precision], BeforeValidator(listify)]
@@ -41,6 +47,7 @@ class Detector(Section):
     score_threshold: float = Field(ge=0, le=1)
     iou_threshold: float = Field(gt=0, le=1)
     max_detections: int = Field(ge=1)
+    ptq: DetPtq
 
     @model_validator(mode="after")
     def _reference(self):

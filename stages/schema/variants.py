@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # Precisions each runtime builds (LiteRT's are detector.precisions, the others' are
 # detector.runtimes entries named <runtime>-<precision>, also their variant names).
-RUNTIME_PRECISIONS = {"litert": ("float32", "float16", "int8", "dynamic_int8"),
+RUNTIME_PRECISIONS = {"litert": ("float32", "float16", "int8", "int16x8", "dynamic_int8"),
                       "onnxruntime": ("float32", "int8"), "openvino": ("float32", "int8")}
 
 
