@@ -159,10 +159,11 @@ def test_plots_section_of_dvc_yaml_compares_two_revisions(tmp_path, monkeypatch)
         variants = [v["variant"] for v in spec["data"]["values"] if v["rev"] == "HEAD"]
         csv_path = next(iter(next(p for p in plots if next(iter(p)) == name)[name]["y"]))
         rows = list(csv.DictReader((repo / csv_path).open()))
-        expected = (["float32", "float16", "int8", "onnxruntime-float32", "onnxruntime-int8",
-                     "openvino-float32", "openvino-int8"] if name.startswith("detector") else
+        expected = (["float32", "float16", "int8", "int16x8", "dynamic_int8", "onnxruntime-float32",
+                     "onnxruntime-int8", "openvino-float32", "openvino-int8"]
+                    if name.startswith("detector") else
                     [r["variant"] for r in rows] if csv_path.endswith("llm_runtimes.csv") else
-                    ["base", "int8", "int4", "int2"])
+                    ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2"])
         assert variants == expected, name
         x = spec["encoding"]["x"]["field"]
         assert all(x in v for v in spec["data"]["values"]), name
