@@ -11,9 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-BITS = (2, 3, 4, 8)  # the widths GPTQ's packing holds
-
-
 def quantize(base: Path, bits: int, cfg: dict, dest: Path) -> float:
     """RTN-quantize at `bits`, save to dest (a GPTQ-format folder), return the seconds taken."""
     # GPTQModel sizes its CPU thread pool from the core count: 1 worker on 2 cores, and its
@@ -34,11 +31,11 @@ def quantize(base: Path, bits: int, cfg: dict, dest: Path) -> float:
         seconds = time.perf_counter() - t0
         model.save(str(dest))
         del model
-    scrub(dest, bits)
+    scrub(dest)
     return seconds
 
 
-def scrub(dest: Path, bits: int) -> None:
+def scrub(dest: Path) -> None:
     """Keep the folder a function of the weights: GPTQModel writes a timing log and, in the
     config's quantization meta, its temporary offload path."""
     (dest / "quant_log.csv").unlink(missing_ok=True)
@@ -49,6 +46,4 @@ def scrub(dest: Path, bits: int) -> None:
         doc = json.loads(path.read_text())
         q = doc.get("quantization_config", doc)
         q.get("meta", {}).pop("offload_to_disk_path", None)
-        if "_name_or_path" in doc:
-            doc["_name_or_path"] = f"SmolLM2-135M-Instruct-RTN-int{bits}"
         path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")

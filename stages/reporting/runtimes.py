@@ -15,7 +15,7 @@ KEYS = ("runtime", "method", "bits", "acc", "acc_ci95", "decode_tokens_per_s",
         "bandwidth_fraction", "energy_method", "energy_j_per_token_decode",
         "energy_j_per_token_decode_p10_p90", "energy_j_per_token_prefill", "energy_j_per_example",
         "power_w", "idle_power_w", "compress_energy_j", "break_even_inferences", "gco2e_per_1000",
-        "sparsity", "compress_time_s")
+        "compress_time_s")
 LABELS = ("runtime", "method", "bits", "sparsity", "peak_rss_mb_reason")   # descriptive, no direction
 DIRECTIONS = {"peak_rss_mb": False, "weight_bytes_per_token": False, "bandwidth_fraction": True}
 RUNTIME_COLORS = {"torch": "#555555", "onnxruntime": "#0072B2"}
