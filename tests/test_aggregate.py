@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -53,11 +54,23 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     run(workdir)
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary) == ["detector", "llm", "llm_kernel_sweep", "higher_is_better"]
-    assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2"]
+    assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2",
+                                                 "prune+gptq-int4"]
     assert summary["llm"]["int4"]["kernel"] == "TorchLinear" and summary["llm"]["base"]["kernel"] is None
     assert list(summary["detector"]) == VARIANTS
-    assert list(summary["llm"]) == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2", "ort-fp32", "ort-int8",
-                                    "ort-int4", "ort-gptq-int8", "ort-gptq-int4", "ort-gptq-int2"]
+    assert list(summary["llm"]) == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2",
+                                    # chain nodes in params order (the fixture's yaml.dump sorts them)
+                                    "distill", "prune", "prune+distill", "prune+gptq-int4", "prune24",
+                                    "ort-fp32", "ort-int8", "ort-int4", "ort-gptq-int8", "ort-gptq-int4",
+                                    "ort-gptq-int2", "llamacpp-f16", "llamacpp-q8_0", "llamacpp-q4_0",
+                                    "llamacpp-q4_k_m", "llamacpp-packaged", "ov-fp32", "ov-int8", "ov-int4"]
+    chain = summary["llm"]["prune+gptq-int4"]   # a chain: its name, bits, sparsity and total cost
+    assert (chain["method"], chain["bits"], chain["sparsity"]) == ("prune+gptq", 4, 0.5)
+    assert chain["compress_energy_j"] == 20.0 + 640.0                     # prune + gptq steps
+    assert chain["compress_time_s"] == pytest.approx((20.0 + 640.0) / 8)
+    assert summary["llm"]["prune+distill"]["compress_energy_j"] == 20.0 + 500.0
+    assert summary["llm"]["prune"]["size_sparse_mb"] < summary["llm"]["prune"]["size_mb"]
+    assert summary["llm"]["prune+gptq-int4"]["size_sparse_mb"] is None    # packed: not sparse
     assert summary["llm"]["ort-gptq-int4"]["method"] == "gptq"
     assert summary["llm"]["int4"]["runtime"] == "torch" and summary["llm"]["base"]["method"] == "none"
     assert summary["llm"]["rtn-int4"]["method"] == "rtn" and summary["llm"]["int4"]["method"] == "gptq"
@@ -77,23 +90,18 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["higher_is_better.detector.latency_ms_median"] is False
     assert keys["detector.int8.agreement_mAP_ci95"] == [0.783, 0.823]
     assert keys["llm.int4.acc_ci95"] == [0.302, 0.342] and keys["detector.int8.runtime"] == "litert"
-    llm_labels = {"runtime", "method", "bits", "sparsity", "peak_rss_mb_reason", "energy_method", "kernel"}
+    llm_labels = {"runtime", "method", "bits", "sparsity", "peak_rss_mb_reason", "energy_method", "kernel",
+                  "bench_cpu"}
     for family, labels in (("detector", {"runtime", "precision", "energy_method"}), ("llm", llm_labels)):
         for v, row in summary[family].items():  # every metric has a direction, CIs sit beside
             metrics = {k for k in row if not k.endswith(("_ci95", "_p10_p90", "_net"))} - labels
             hib = set(summary["higher_is_better"][family])
-            assert metrics <= hib and (v.startswith("ort-") or metrics == hib)
+            assert metrics <= hib and (v.startswith(("ort-", "llamacpp-", "ov-")) or metrics == hib)
     # energy: every variant of both families, with its method, spread, power and carbon
     for family, keys_ in (("detector", ("energy_j_per_image", "energy_j_per_image_e2e")),
                           ("llm", ("energy_j_per_token_decode", "energy_j_per_token_prefill",
                                    "energy_j_per_example"))):
         for v, row in summary[family].items():
-            if v.startswith("ort-"):   # ONNX Runtime GenAI: J/token measured, the rest not metered
-                assert row["energy_method"] == "estimate" and row["energy_j_per_token_decode"] > 0
-                assert row["energy_j_per_example"] is None and row["break_even_inferences"] is None
-                assert row["gco2e_per_1000"] == pytest.approx(
-                    1000 * row["energy_j_per_token_decode"] / 3.6e6 * 475)
-                continue
             assert row["energy_method"] == "estimate"
             for key in keys_ + ("power_w", "idle_power_w", "gco2e_per_1000"):
                 assert row[key] is not None and row[key] >= 0, key
@@ -108,12 +116,29 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert keys["llm.base.compress_energy_j"] is None and keys["llm.int4.compress_energy_j"] == 640.0
     assert keys["llm.int8.break_even_inferences"] is None  # 11.9 tok/s vs base 38.2: costs more
     assert keys["llm.base.gco2e_per_1000"] == pytest.approx(1000 * 0.5 / 38.2 / 3.6e6 * 475)
+    # ONNX Runtime rows: builder energy (120 J) + GPTQ's for ort-gptq (640 J at int4); break-even
+    # in decoded tokens against ort-fp32 (0.5 J per window / 40 tok/s vs / 150 or / 140 tok/s)
+    assert keys["llm.ort-int4.compress_energy_j"] == 120.0
+    assert keys["llm.ort-gptq-int4.compress_energy_j"] == 760.0
+    assert keys["llm.ort-int4.break_even_inferences"] == math.ceil(120 / (0.5 / 40 - 0.5 / 150))
+    assert keys["llm.ort-gptq-int4.break_even_inferences"] == math.ceil(760 / (0.5 / 40 - 0.5 / 140))
+    assert keys["llm.ort-fp32.break_even_inferences"] is None  # the reference
+    assert keys["llm.ort-int4.energy_j_per_example"] == pytest.approx(40.0 / 150)
+    # llama.cpp rows: their own reference is F16 (0.4 J per window / 55 tok/s vs / 140 tok/s)
+    assert keys["llm.llamacpp-f16.break_even_inferences"] is None
+    assert keys["llm.llamacpp-q4_0.break_even_inferences"] == math.ceil(40 / (0.4 / 55 - 0.4 / 140))
+    assert (keys["llm.llamacpp-q4_0.runtime"], keys["llm.llamacpp-q4_0.method"],
+            keys["llm.llamacpp-q4_0.bits"]) == ("llama.cpp", "gguf-q4_0", 4)
+    assert keys["llm.llamacpp-packaged.method"] == "gguf-q4_1"
+    assert (keys["llm.ov-int4.runtime"], keys["llm.ov-int4.method"]) == ("openvino", "nncf-int4")
+    assert keys["llm.ov-int8.break_even_inferences"] == math.ceil(40 / (0.4 / 35 - 0.4 / 60))
     det = list(csv.DictReader((workdir / "plots" / "detector.csv").open()))
     assert [r["variant"] for r in det] == VARIANTS
     assert det[2]["AP"] == "" and float(det[2]["size_mb"]) == 4.7
     assert float(det[2]["agreement_mAP_ci_low"]) == 0.783
     llm = list(csv.DictReader((workdir / "plots" / "llm.csv").open()))
-    assert [r["variant"] for r in llm] == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2"]
+    assert [r["variant"] for r in llm] == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2",
+                                           "distill", "prune", "prune+distill", "prune+gptq-int4", "prune24"]
     assert llm[0]["compress_time_s"] == "" and llm[3]["bits"] == "2"
     assert llm[0]["energy_method"] == "estimate" and float(llm[0]["energy_j_per_token_decode_p90"]) > 0
     assert float(llm[2]["acc_ci_high"]) == 0.342
@@ -123,7 +148,7 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
             "llm_speed", "detector_tradeoff_size", "detector_tradeoff_speed",
             "llm_tradeoff_size", "llm_tradeoff_speed", "detector_energy", "llm_energy",
             "detector_tradeoff_energy", "llm_tradeoff_energy", "llm_runtimes_speed",
-            "llm_runtimes_size"} == stems
+            "llm_runtimes_size", "llm_methods_size"} == stems
     report = (workdir / "plots" / "report.md").read_text()
     assert all(f"(png/{s}.png)" in report for s in stems)
     assert "- `openvino`: int8 ÷ float32 invoke latency = **0.50**" in report
@@ -148,7 +173,8 @@ def test_fixed_order_and_scalar_bits(workdir, no_png):
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary["detector"]) == ["float32", "float16", "int8", "onnxruntime-float32",
                                          "openvino-int8"]
-    assert [v for v, r in summary["llm"].items() if r["runtime"] == "torch"] == ["base", "int4", "rtn-int4"]
+    torch_rows = [v for v, r in summary["llm"].items() if r["runtime"] == "torch"]
+    assert torch_rows[:3] == ["base", "int4", "rtn-int4"] and "int8" not in torch_rows
 
 
 def test_ground_truth_metrics(tmp_path, no_png):
@@ -282,9 +308,9 @@ def test_cli_end_to_end_real_pngs_no_model_imports(workdir):
         cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "heavy=[]" in proc.stdout
-    assert "rendering 16 PNGs" in proc.stderr and "done in" in proc.stderr
+    assert "rendering 17 PNGs" in proc.stderr and "done in" in proc.stderr
     pngs = sorted((workdir / "plots" / "png").glob("*.png"))
-    assert len(pngs) == 16
+    assert len(pngs) == 17
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
                for p in pngs)
 

@@ -262,3 +262,15 @@ def test_gpu_method_without_a_gpu_fails_in_check_params_and_at_stage_start(monke
         det_bench.main(["--variant", "int8", "--model", str(tmp_path / "missing.tflite"),
                         "--data", str(tmp_path / "missing.json"), "--metrics",
                         str(tmp_path / "m.json"), "--params", str(params)])
+
+
+def test_estimate_counts_the_cpu_time_of_a_finished_child_process():
+    """lm_build_ort meters the onnxruntime-genai builder, a subprocess: its CPU time counts."""
+    import subprocess
+    import sys
+
+    src = S.Estimate(1.0, "test")   # 1 W per core: joules = CPU seconds
+    j0 = src.read()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                    "while time.process_time() - t < 0.4: pass"], check=True)
+    assert src.read() - j0 >= 0.3   # the parent only waited: without the child, ~0

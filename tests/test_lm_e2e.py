@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import yaml
 
 from stages.core.files import dir_size_mb
 from stages.datasets.lambada import check_disjoint, read_jsonl
-from stages.entry import lambada_data, lm_bench, lm_eval, lm_export, lm_quantize
+from stages.entry import lambada_data, lm_eval, lm_export, lm_quantize
 from stages.schema import metrics as M
 from tests.conftest import ROOT, shared_path
 
@@ -114,8 +116,13 @@ def test_bench(work, base, gptq, offline, offline_scores):
     p = params_file(work, "bench.yaml")
     for name, folder in [("base", base), ("gptq", gptq)]:
         out = work / f"bench-{name}.json"
-        lm_bench.main(["--models", str(folder), "--data", str(offline / "eval.jsonl"),
-                       "--out", str(out), "--params", str(p)])
+        # its own process, as dvc repro runs it: a native crash of a kernel (torch.compile'd
+        # C++) fails this test with the child's trace instead of ending the whole session
+        run = subprocess.run([sys.executable, "-X", "faulthandler", "-m", "stages.entry.lm_bench",
+                              "--models", str(folder), "--data", str(offline / "eval.jsonl"),
+                              "--out", str(out), "--params", str(p)],
+                             cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 0, f"lm_bench {name}: exit {run.returncode}\n{run.stderr[-6000:]}"
         for variant, m in M.read(out, M.LmBenchFile).root.items():
             print(f"{variant}: decode {m.decode_tokens_per_s:.1f} tok/s, prefill "
                   f"{m.prefill_tokens_per_s:.0f} tok/s, {m.eval_examples_per_s:.2f} examples/s")

@@ -30,7 +30,7 @@ def variants(v) -> dict:
 
 
 @pytest.mark.parametrize("value, message", [
-    (["llamacpp-q4_0"], "unknown runtime 'llamacpp' in variant 'llamacpp-q4_0' (known: ort)"),
+    (["llamacpp-q4_0"], "unknown runtime 'llamacpp' in variant 'llamacpp-q4_0' (known: ort; llama.cpp GGUF types go in"),
     (["ort-q4_k_m"], "runtime 'ort' does not support precision 'q4_k_m'"),
     (["ort-int4", "ort-int4"], "lists a variant twice"),
 ])
@@ -51,7 +51,7 @@ def test_unsupported_gptq_width_is_a_clear_error(tmp_path):
     from stages.entry.lm_build_ort import build_gptq
 
     with pytest.raises(PipelineError, match=r"packs GPTQ widths \(8, 4, 2\), not \[3\]"):
-        build_gptq(tmp_path, tmp_path / "out", [4, 3], {})
+        build_gptq(tmp_path, tmp_path / "out", [4, 3], {}, None)
 
 
 def test_missing_package_names_pip_package_and_setup(monkeypatch):
@@ -132,3 +132,13 @@ def test_tiny_llama_scores_the_same_in_onnxruntime_and_pytorch(tmp_path):
     for g, w in zip(got, want):
         assert g["loglik"] == pytest.approx(w["loglik"], abs=1e-3)
         assert (g["greedy"], g["topk_word"]) == (w["greedy"], w["topk_word"])
+    # the graph must not carry this project's git commit (the builder stamps `git rev-parse HEAD`
+    # run beside its package, i.e. this repo when the venv lives in it): else every commit
+    # would change the model's bytes
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    onnx = pytest.importorskip("onnx")
+    stamp = onnx.load(str(tmp_path / "ort" / "model.onnx"), load_external_data=False).producer_version
+    assert stamp.startswith("0.") and (not head or head not in stamp), stamp

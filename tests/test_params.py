@@ -96,6 +96,19 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         P.read(tmp_path / "absent.yaml")
 
 
+def test_params_rewritten_by_dvc_exp_run_set_param_still_validate(tmp_path):
+    """`dvc exp run -S` rewrites params.yaml with ruamel and drops the quotes of "2:4"; read as
+    YAML 1.1 that is the integer 124, so the file DVC itself wrote failed check_params."""
+    from dvc.utils.serialize import modify_yaml
+    f = tmp_path / "params.yaml"
+    f.write_text((ROOT / "params.yaml").read_text())
+    with modify_yaml(f) as data:       # what `dvc exp run -S quant.bits=4` does to the file
+        data["quant"]["bits"] = 4
+    assert '"2:4"' not in f.read_text() and "2:4" in f.read_text()
+    params = P.validate(P.read(f), f)
+    assert params.chains["prune24"].pattern == "2:4" and params.quant.bits == [4]
+
+
 def test_check_params_stage_checks_local_paths_and_writes_a_constant_marker(tmp_path):
     f, out = tmp_path / "params.yaml", tmp_path / "params.ok"
     f.write_text(yaml.safe_dump(with_change("lambada.source", "local")))

@@ -27,7 +27,10 @@ TINY = {  # every stage runs, each in seconds to a minute on 2 cores
     "bench_lm": {"decode_tokens": 4, "prefill_tokens": 16, "speed_repeats": 1, "score_examples": 4,
                  "sweep": {"kernels": ["gptq_torch"], "decode_tokens": 2, "prefill_tokens": 8,
                            "repeats": 1}},
-    "lm_runtimes": {"variants": ["ort-int4", "ort-gptq"], "limit": 4},
+    "lm_runtimes": {"variants": ["ort-int4", "ort-gptq"], "limit": 4,
+                    "llamacpp": {"variants": ["q4_0"], "threads": 2},
+                    "openvino": {"variants": ["int4"], "group_size": 64, "ratio": 1.0}},
+    "distill": {"steps": 2, "batch_size": 2, "seq_len": 16},   # chains: params.yaml's default set
 }
 DATA_STAGES = ("coco_data", "det_export", "lambada_data", "lm_export")
 
@@ -87,8 +90,11 @@ def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
 def test_every_stage_reads_each_param_it_declares(repo):
     records = [json.loads(line) for line in (repo / "trace.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in records} >= {"coco_data", "det_convert", "det_convert_rt",
-                                            "det_eval", "det_bench", "det_agreement",
-                                            "lm_quantize", "lm_rtn", "lm_eval", "lm_bench", "aggregate"}
+                                            "det_eval", "det_bench", "det_agreement", "lm_chain",
+                                            "lm_quantize", "lm_rtn", "lm_eval", "lm_bench", "aggregate",
+                                            "lm_build_ort", "lm_eval_ort", "lm_bench_ort",
+                                            "lm_build_gguf", "lm_eval_gguf", "lm_bench_gguf",
+                                            "lm_build_ov", "lm_eval_ov", "lm_bench_ov"}
     for r in records:  # a declared key counts as read when it or a key below it was read
         unread = [k for k in r["declared"] if not any(s == k or s.startswith(k + ".") for s in r["read"])]
         assert not unread, f"{r['stage']} declares {unread} in dvc.yaml but never reads them"
@@ -100,6 +106,8 @@ def test_every_stage_reads_each_param_it_declares(repo):
     (lambda p: p["detector"].update(precisions=["float32", "int8", "int4"]), "detector.precisions"),
     (lambda p: p["detector"].update(runtimes=["openvino-float16"]), "unsupported (runtime, precision)"),
     (lambda p: p["eval_lm"].update(topk=3), "did you mean 'eval_lm.k'?"),
+    (lambda p: p["chains"].update({"x": {"input": "prune+gptq", "method": "prune"}}), "cannot prune after"),
+    (lambda p: p["prune"].update(sparsity=1.0), "prune.sparsity"),
 ])
 def test_bad_param_through_dvc_repro_is_one_line_and_removes_nothing(repo, change, message):
     before = {p: p.stat().st_mtime_ns for d in ("data", "models", "metrics")
@@ -133,7 +141,9 @@ def test_exp_run_reruns_only_the_quantization_branch_and_metrics_diff(repo):
                                       "lm_bench_ort@ort-gptq", "lm_build_ort@ort-int4"}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     # PyTorch rows: only the new width; the ONNX Runtime rows stay (ort-gptq-<bits> follows quant.bits)
-    assert [k for k in summary["llm"] if not k.startswith("ort-")] == ["base", "int4", "rtn-int4"]
+    assert [k for k in summary["llm"] if not k.startswith("ort-")][:3] == ["base", "int4", "rtn-int4"]
+    assert {"llamacpp-q4_0", "ov-int4"} <= set(summary["llm"])   # other runtimes: untouched, still there
+    assert "int8" not in summary["llm"] and "prune+gptq-int4" in summary["llm"]  # chains: own bits
     assert [k for k in summary["llm"] if k.startswith("ort-gptq")] == ["ort-gptq-int4"]
     diff = sh(repo, "dvc metrics diff")
     assert "llm.int4.acc" in diff and "llm.int8.acc" in diff

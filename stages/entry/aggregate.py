@@ -13,7 +13,7 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import energy_figures, export, figures, report, runtimes
+from stages.reporting import energy_figures, export, figures, methods, ort_rows, report, runtimes
 from stages.reporting.metric_files import detector_variants, llm_variants, load_detector, load_llm
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
@@ -21,7 +21,8 @@ from stages.schema import params as P
 
 PARAMS = ("coco.source", "lambada.source", "llm.source", "llm.hub_id", "detector", "quant",
           "bench_det", "eval_lm", "bench_lm", "energy.grid_gco2_per_kwh", "energy.grid_country",
-          "lm_runtimes.variants")
+          "lm_runtimes.variants", "lm_runtimes.llamacpp.variants",
+          "lm_runtimes.openvino.variants", "chains", "gptq.bits")
 
 
 def used_params(p: dict) -> dict:
@@ -31,7 +32,10 @@ def used_params(p: dict) -> dict:
             "llm.source": p["llm"]["source"], "llm.hub_id": p["llm"]["hub_id"],
             **{key: p[key] for key in ("detector", "quant", "bench_det", "eval_lm", "bench_lm")},
             "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid,
-            "lm_runtimes.variants": list(p["lm_runtimes"]["variants"])}
+            "lm_runtimes.variants": list(p["lm_runtimes"]["variants"])
+            + [f"llamacpp-{v}" for v in p["lm_runtimes"]["llamacpp"]["variants"]]
+            + [f"ov-{v}" for v in p["lm_runtimes"]["openvino"]["variants"]],
+            "chains": {n: {**c, "gptq_bits": p["gptq"]["bits"]} for n, c in p["chains"].items()}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,16 +51,18 @@ def main(argv: list[str] | None = None) -> None:
         grid = used.pop("grid_gco2_per_kwh")
         det, det_machine = load_detector(args.metrics, detector_variants(
             used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
-        llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"]), grid)
-        ort, bandwidth = runtimes.load_ort(args.metrics, used["lm_runtimes.variants"], grid)
-        lm_rows = {**runtimes.torch_rows(llm, bandwidth), **ort}
+        llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"], used.pop("chains")), grid)
+        ort, bandwidth = ort_rows.load_ort(args.metrics, used["lm_runtimes.variants"], grid)
+        bw_cpu = next((r["bench_cpu"] for r in ort.values()), None)   # where the triad ran
+        lm_rows = {**runtimes.torch_rows(llm, bandwidth, bw_cpu), **ort}
     with timed("building figures"):
-        items = figures.build_all(det, llm) + energy_figures.build(det, llm) + runtimes.figures(lm_rows)
+        items = (figures.build_all(det, llm) + energy_figures.build(det, llm) + runtimes.figures(lm_rows)
+                 + methods.figures(llm))
         browser = export.find_browser()
     text = report.render(det, llm, used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
     text += ("\n## Language model across runtimes\n\n" + runtimes.table(lm_rows) + "\n\n"
-             + runtimes.NOTE + "\n")
+             + runtimes.NOTE + "\n\n" + "\n".join(methods.section(llm)))
     summary = summarize(det, llm)
     for v, entry in runtimes.summary_entries(lm_rows).items():
         summary["llm"][v] = {**summary["llm"].get(v, {}), **entry}

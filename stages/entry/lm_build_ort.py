@@ -3,35 +3,54 @@
 ort-fp32 / ort-int8 / ort-int4: the builder from the base folder (int8/int4: RTN MatMulNBits).
 ort-gptq: every width of quant.bits in the pipeline's GPTQ folder, repacked by the builder's
 GPTQ loader, into <out>/int<bits>/. A width the builder cannot pack is a clear error.
+Each builder run is metered (stages/meters/energy.py) into --metrics: the compression cost of
+the ONNX Runtime rows (for ort-gptq, on top of lm_quantize's GPTQ energy).
 """
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main, timed
-from stages.core.files import atomic_path, require_dir
+from stages.core.files import atomic_path, dir_size_mb, require_dir
+from stages.meters import energy as E
 from stages.methods import gptq_v1, ort_build
 from stages.runtimes.ort_genai_lm import require
-from stages.schema import params as P
+from stages.schema import metrics as M, params as P
 
-PARAMS = ("lm_runtimes.ort", "quant.bits")
+PARAMS = ("lm_runtimes.ort", "quant.bits") + E.PARAMS
 GPTQ_BITS = (8, 4, 2)   # widths the builder's GPTQ loader packs into MatMulNBits
 
 
-def build_gptq(gptq: Path, out: Path, bits: list[int], knobs: dict) -> None:
+def metered(meter: E.Meter, build, out: Path) -> M.LmRtBuild:
+    """Run build() (it writes `out`) in one energy window."""
+    t0 = time.perf_counter()
+    _, energy = meter.once(build, 1, "run")
+    seconds = time.perf_counter() - t0
+    return M.LmRtBuild(build_time_s=round(seconds, 2), size_mb=round(dir_size_mb(out), 2),
+                       compress_energy=energy)
+
+
+def build_gptq(gptq: Path, out: Path, bits: list[int], knobs: dict,
+               meter: E.Meter) -> dict[str, M.LmRtBuild]:
     bad = [b for b in bits if b not in GPTQ_BITS]
     if bad:
         raise PipelineError(f"ort-gptq: the onnxruntime-genai builder packs GPTQ widths "
                             f"{GPTQ_BITS}, not {bad} (quant.bits); drop ort-gptq or those widths")
     out.mkdir()
+    rows = {}
     for b in sorted(bits, reverse=True):
-        src = require_dir(gptq / f"int{b}", "GPTQ model folder")
-        with tempfile.TemporaryDirectory(prefix="gptq-v1-") as tmp, timed(f"building ort-gptq int{b}"):
-            v1 = Path(tmp) / "model"
-            gptq_v1.to_v1(src, v1)
-            ort_build.run_builder(v1, out / f"int{b}", "int8" if b == 8 else "int4", knobs, gptq=True)
+        src, dest = require_dir(gptq / f"int{b}", "GPTQ model folder"), out / f"int{b}"
+
+        def build():  # the v1 repack is part of the build: metered with it
+            with tempfile.TemporaryDirectory(prefix="gptq-v1-") as tmp, timed(f"building ort-gptq int{b}"):
+                gptq_v1.to_v1(src, Path(tmp) / "model")
+                ort_build.run_builder(Path(tmp) / "model", dest, "int8" if b == 8 else "int4",
+                                      knobs, gptq=True)
+        rows[f"ort-gptq-int{b}"] = metered(meter, build, dest)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base", required=True, type=Path)
     ap.add_argument("--gptq", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--metrics", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params, PARAMS)
@@ -48,12 +68,16 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(f"lm_build_ort builds ort-* variants, not {args.variant!r}")
     precision = args.variant.removeprefix("ort-")
     require(), require("onnx_ir")
+    meter = E.open_meter(p["energy"])
     with atomic_path(args.out) as tmp:
         if precision == "gptq":
-            build_gptq(args.gptq, tmp, bits, knobs)
+            rows = build_gptq(args.gptq, tmp, bits, knobs, meter)
         else:
+            base = require_dir(args.base, "base model folder")
             with timed(f"building {args.variant}"):
-                ort_build.run_builder(require_dir(args.base, "base model folder"), tmp, precision, knobs)
+                rows = {args.variant: metered(
+                    meter, lambda: ort_build.run_builder(base, tmp, precision, knobs), tmp)}
+        M.write(args.metrics, M.LmRtBuildFile(rows))  # inside: no metrics without the model
 
 
 if __name__ == "__main__":

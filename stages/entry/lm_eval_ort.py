@@ -1,6 +1,7 @@
 """LAMBADA accuracy of one ONNX Runtime GenAI variant (a folder made by lm_build_ort), with
 the project's harness-exact scoring (stages/tasks/lambada.py) on the first
-lm_runtimes.limit examples of eval_lm's set, batch 1 with full logits."""
+lm_runtimes.limit examples of eval_lm's set, batch 1 with full logits. The scoring loop is
+metered (stages/meters/energy.py): energy per example, the session load left out."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +12,13 @@ from pathlib import Path
 from stages.core.errors import PipelineError, run_main, timed
 from stages.core.files import dir_size_mb
 from stages.datasets.lambada import read_texts
+from stages.meters import energy as E
 from stages.runtimes import ort_genai_lm as R
 from stages.schema import metrics as M, params as P
 from stages.tasks import lambada as S
 from stages.tasks.intervals import lambada_intervals
 
-PARAMS = ("lm_runtimes.limit", "eval_lm.k", "eval_lm.threads", "bootstrap")
+PARAMS = ("lm_runtimes.limit", "eval_lm.k", "eval_lm.threads", "bootstrap") + E.PARAMS
 VERSIONS = ("onnxruntime", "onnxruntime-genai", "onnx", "onnx-ir")
 
 
@@ -59,16 +61,18 @@ def main(argv: list[str] | None = None) -> None:
     R.require(), R.require("onnxruntime")
     texts = read_texts(args.data, p["lm_runtimes"]["limit"])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    rows = {}
+    meter, rows = E.open_meter(p["energy"]), {}
     for name, folder in discover(args.models, args.variant).items():
         with timed(f"evaluating {name} on {len(texts)} examples"):
             reqs = S.encode_examples(R.tokenizer(folder), texts, R.context_length(folder))
-            scores = R.score_all(folder, reqs, k, threads)
+            sess = R.session(folder, threads)
+            scores, energy = meter.once(lambda: R.score_all(folder, reqs, k, threads, sess),
+                                        len(reqs), "example")
         agg, ci = S.aggregate(scores, k), lambada_intervals(scores, boot["samples"], boot["seed"])
         rows[name] = M.LmRtEval(**describe(name), **{key: agg[key] for key in (
             "acc", "topk_acc", "topk_word_acc", "ppl", "k", "num_examples")},
             acc_ci95=ci["acc_ci95"], ppl_ci95=ci["ppl_ci95"], size_mb=dir_size_mb(folder),
-            threads=threads, versions=versions())
+            threads=threads, versions=versions(), energy_eval=energy)
     M.write(args.out, M.LmRtEvalFile(rows))
 
 

@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 
 from stages.core.errors import PipelineError
@@ -83,3 +84,23 @@ def grid_intensity(gco2_per_kwh: float | None, country: str | None) -> tuple[flo
     if gco2_per_kwh is None:
         return WORLD_GCO2_PER_KWH, "world average 475 (codecarbon; IEA 2019)"
     return gco2_per_kwh, "energy.grid_gco2_per_kwh"
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time plus that of its finished (waited-for) children."""
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+
+
+class Estimate:
+    name = "estimate"
+
+    def __init__(self, watts_per_core: float, basis: str, clock=cpu_seconds):
+        self.w, self.clock = watts_per_core, clock
+        self.basis = f"process CPU time x {watts_per_core:.3g} W per core ({basis})"
+
+    def read(self) -> float:
+        return self.clock() * self.w
+
+    def close(self) -> None:
+        pass

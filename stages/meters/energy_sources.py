@@ -7,8 +7,9 @@ joules are obtained), `read()` -> cumulative joules since an arbitrary origin, a
 - `nvml`: the NVIDIA driver's energy counter, nvmlDeviceGetTotalEnergyConsumption (mJ);
   `nvml-power` where that counter is unsupported: nvmlDeviceGetPowerUsage (mW) sampled in a
   thread and integrated (trapezoids).
-- `estimate`: process CPU time (user + system of every thread, time.process_time) times a
-  power per core (stages/meters/cpu_power.py). Not a measurement: proportional to CPU time.
+- `estimate`: process CPU time (user + system of every thread, time.process_time, plus that
+  of finished child processes, e.g. the ONNX Runtime GenAI builder) times a power per core
+  (stages/meters/cpu_power.py). Not a measurement: proportional to CPU time.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from stages.core.errors import PipelineError
+from stages.meters.cpu_power import Estimate  # noqa: F401 (the `estimate` source, re-exported)
 
 POWERCAP = Path("/sys/class/powercap")
 
@@ -144,17 +146,3 @@ class NvmlPower:
     def close(self) -> None:
         self.stop.set()
         self.thread.join()
-
-
-class Estimate:
-    name = "estimate"
-
-    def __init__(self, watts_per_core: float, basis: str, clock=time.process_time):
-        self.w, self.clock = watts_per_core, clock
-        self.basis = f"process CPU time x {watts_per_core:.3g} W per core ({basis})"
-
-    def read(self) -> float:
-        return self.clock() * self.w
-
-    def close(self) -> None:
-        pass

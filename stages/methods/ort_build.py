@@ -32,7 +32,9 @@ def run_builder(src: Path, out: Path, precision: str, knobs: dict, gptq: bool = 
                "-o", str(out), "-p", precision, "-e", "cpu", "-c", cache,
                "--extra_options", *extra_options(knobs, precision, gptq)]
         log.info("running %s", " ".join(cmd[2:]))
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+        # GIT_DIR: the builder stamps `git rev-parse HEAD` run beside its package into the graph;
+        # with the venv inside this repo that is the project's own commit (a new hash per commit)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "GIT_DIR": os.devnull}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not (out / "model.onnx").is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

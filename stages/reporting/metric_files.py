@@ -24,18 +24,37 @@ LLM_METHODS = {"gptq": "quantize.json", "rtn": "rtn.json"}  # method -> its comp
 PREFIXES = {"gptq": "", "rtn": "rtn-"}  # GPTQ rows keep their historical names (int4)
 
 
-def llm_variants(bits: list[int]) -> list[str]:
-    """base, then each method's variants from the widest to the narrowest (GPTQ, then RTN)."""
+def llm_variants(bits: list[int], chains: dict | None = None) -> list[str]:
+    """base, then each method's variants from the widest to the narrowest (GPTQ, then RTN),
+    then every chain node (`prune`, or `prune+gptq-int4` for a quantizing node)."""
     widths = [f"int{b}" for b in sorted(set(bits), reverse=True)]
-    return ["base"] + [PREFIXES[m] + w for m in LLM_METHODS for w in widths]
+    nodes = [n if c["method"] != "gptq" else f"{n}-int{c.get('bits') or c['gptq_bits']}"
+             for n, c in (chains or {}).items()]
+    return ["base"] + [PREFIXES[m] + w for m in LLM_METHODS for w in widths] + nodes
 
 
 def llm_method(variant: str) -> tuple[str, str]:
-    """Variant name -> (method, key in that method's files): "rtn-int4" -> ("rtn", "int4")."""
+    """Variant name -> (its file stem, key in that file): "rtn-int4" -> ("rtn", "int4"),
+    chain nodes: "prune" -> ("prune", "base"), "prune+gptq-int4" -> ("prune+gptq", "int4")."""
     if variant == "base":
         return "none", "base"
     method, _, width = variant.rpartition("-")
+    if not method and not width.startswith("int"):
+        return variant, "base"       # a float chain node: one model folder
     return method or "gptq", width
+
+
+def chain_cost(root: Path, node: str, read) -> tuple[dict, dict]:
+    """The node's own record and its energy/time summed over the chain's steps (base excluded)."""
+    own = read(root / "llm" / "chain" / f"{node}.json", M.LmChain).model_dump()
+    joules = seconds = 0.0
+    cur = own
+    while True:
+        joules, seconds = joules + cur["compress_energy"]["joules"], seconds + cur["compress_time_s"]
+        if cur["input"] == "base":
+            break
+        cur = read(root / "llm" / "chain" / f"{cur['input']}.json", M.LmChain).model_dump()
+    return own, {**own["compress_energy"], "joules": joules, "seconds": seconds}
 
 
 def _entry(doc, variant: str, path: Path):
@@ -74,11 +93,14 @@ def load_llm(root: Path, variants: list[str],
     listed variant needs it."""
     docs: dict[Path, object] = {}
 
-    def entry(rel: str, schema, variant: str) -> dict:
-        path = root / "llm" / rel
+    def read(path: Path, schema):
         if path not in docs:
             docs[path] = M.read(path, schema)
-        return _entry(docs[path], variant, path).model_dump()
+        return docs[path]
+
+    def entry(rel: str, schema, variant: str) -> dict:
+        path = root / "llm" / rel
+        return _entry(read(path, schema), variant, path).model_dump()
 
     rows, machine = {}, {}
     for v in variants:
@@ -87,15 +109,22 @@ def load_llm(root: Path, variants: list[str],
         row = entry(f"eval/{group}.json", M.LmEvalFile, key)
         bench = entry(f"bench/{group}.json", M.LmBenchFile, key)
         machine = bench.pop("machine")
+        row["bench_cpu"] = machine.get("cpu")   # the runtime table says where each row was timed
         row["bench_kernels"] = bench.pop("kernels")
         row["kernel_sweep"] = bench.pop("sweep")
         figs = {"energy_j_per_token_decode": bench.pop("energy_decode"),
                 "energy_j_per_token_prefill": bench.pop("energy_prefill"),
                 "energy_j_per_example": row.pop("energy_eval")}
         row.update(bench)
-        q = {} if v == "base" else entry(LLM_METHODS[method], M.LmQuantizeFile, key)
-        row.update(method=method, sparsity=0.0, compress_time_s=q.get("quant_time_s"),
-                   group_size=q.get("group_size"),
-                   **E.fields(figs, "energy_j_per_token_decode", q.get("compress_energy")))
+        if method in LLM_METHODS or v == "base":
+            q = {} if v == "base" else entry(LLM_METHODS[method], M.LmQuantizeFile, key)
+            row.update(method=method, sparsity=0.0, compress_time_s=q.get("quant_time_s"),
+                       group_size=q.get("group_size"), size_sparse_mb=None,
+                       **E.fields(figs, "energy_j_per_token_decode", q.get("compress_energy")))
+        else:
+            own, cost = chain_cost(root, method, read)
+            row.update(method=own["method"], sparsity=own["sparsity"], size_sparse_mb=own["size_sparse_mb"],
+                       compress_time_s=round(cost["seconds"], 2), group_size=None,
+                       **E.fields(figs, "energy_j_per_token_decode", cost))
         rows[v] = row
     return E.derive(rows, "llm", grid), machine

@@ -2,7 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import runtimes
+from stages.reporting import methods, runtimes
 from stages.reporting.kernels import sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
@@ -10,7 +10,7 @@ from stages.reporting.tables import cell, label, ratio_lines
 START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
 DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
 LLM_KEYS = ("acc", "topk_acc", "ppl", "decode_tokens_per_s", "prefill_tokens_per_s", "size_mb",
-            "compress_time_s")
+            "size_sparse_mb", "compress_time_s")
 
 
 def _table(rows: dict, metrics, keys, k="k") -> list[str]:
@@ -29,6 +29,9 @@ def render(summary: dict, k: int) -> str:
     lines += ["", f"Language model (brackets: 95% bootstrap interval over examples; k = {k}):", ""]
     torch = {v: r for v, r in summary["llm"].items() if r.get("runtime", "torch") == "torch"}
     lines += _table(torch, LLM_METRICS, LLM_KEYS, k)
+    if all("method" in r and "acc_ci95" in r for r in torch.values()):
+        lines += ["", "Compression methods × bit widths (PyTorch; LAMBADA acc %, 95% interval):", ""]
+        lines += methods.grid(torch) + ["", methods.NOTE]
     if all("runtime" in r for r in summary["llm"].values()):
         lines += ["", "Language model across runtimes (one row per runtime, precision and method):",
                   "", runtimes.table(summary["llm"]), "", runtimes.NOTE]

@@ -68,7 +68,7 @@ def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: di
     ratios = ratio_lines(det)
     if ratios:
         parts += ["### int8 speed-up per runtime (one run, this machine)", ""] + ratios + [""]
-    parts += ["## Language model (GPTQ)", ""] + tables(llm, LLM_METRICS, k)
+    parts += ["## Language model (PyTorch: base, GPTQ, RTN and the chains)", ""] + tables(llm, LLM_METRICS, k)
     parts += [f"`acc` is `lambada_openai`-style (definition below); top-k uses k = {k}.", ""]
     sweep = sweep_table(sweep_summary(llm))
     if sweep:

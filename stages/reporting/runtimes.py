@@ -4,60 +4,39 @@ every LM variant carries, a table with each runtime's speed-up over its own fp32
 accuracy-vs-speed/size figures (colour = runtime, marker = precision, Pareto front)."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from stages.core.errors import PipelineError
-from stages.reporting import energy as EN
-from stages.schema import metrics as M
-
 KEYS = ("runtime", "method", "bits", "acc", "acc_ci95", "decode_tokens_per_s",
         "prefill_tokens_per_s", "size_mb", "peak_rss_mb", "weight_bytes_per_token",
         "bandwidth_fraction", "energy_method", "energy_j_per_token_decode",
-        "energy_j_per_token_decode_p10_p90", "energy_j_per_token_prefill", "energy_j_per_example",
-        "power_w", "idle_power_w", "compress_energy_j", "break_even_inferences", "gco2e_per_1000",
-        "compress_time_s")
-LABELS = ("runtime", "method", "bits", "sparsity", "peak_rss_mb_reason")   # descriptive, no direction
+        "energy_j_per_token_decode_p10_p90", "energy_j_per_token_prefill",
+        "energy_j_per_token_prefill_p10_p90", "energy_j_per_example", "energy_j_per_example_p10_p90",
+        "power_w", "idle_power_w", "compress_energy_j", "compress_gco2e", "break_even_inferences",
+        "gco2e_per_1000", "compress_time_s")
+LABELS = ("runtime", "method", "bits", "sparsity", "peak_rss_mb_reason", "bench_cpu")   # descriptive, no direction
 DIRECTIONS = {"peak_rss_mb": False, "weight_bytes_per_token": False, "bandwidth_fraction": True}
-RUNTIME_COLORS = {"torch": "#555555", "onnxruntime": "#0072B2"}
-PRECISION_SYMBOLS = {"fp32": "circle", "int8": "square", "int4": "diamond", "int2": "x"}
-NOTE = ("PyTorch rows: lm_eval/lm_bench on eval_lm.limit examples; ONNX Runtime rows: "
-        "lm_eval_ort/lm_bench_ort on the first lm_runtimes.limit examples of the same set. "
+RUNTIME_COLORS = {"torch": "#555555", "onnxruntime": "#0072B2", "llama.cpp": "#D55E00",
+                  "openvino": "#009E73"}
+PRECISION_SYMBOLS = {"fp32": "circle", "fp16": "circle-dot", "int8": "square", "int4": "diamond",
+                     "int2": "x"}
+NOTE = ("PyTorch rows: lm_eval/lm_bench on eval_lm.limit examples; ONNX Runtime, llama.cpp and "
+        "OpenVINO rows: lm_eval_*/lm_bench_* on the first lm_runtimes.limit examples of the same set. "
         "Weight bytes per token: every weight a decode step reads (the tied embedding/LM head "
         "table once, as the head). Bandwidth fraction = decode tok/s ÷ (triad bandwidth measured "
-        "in lm_bench_ort ÷ weight bytes per token); PyTorch rows use that same bandwidth figure.")
+        "in the same bench stage ÷ weight bytes per token); PyTorch rows use the other runtimes' "
+        "bandwidth figure when timed on the same CPU (else n/a). The triad is single-threaded "
+        "numpy, so it understates what 2 threads stream: a fraction above 1 means that, not a "
+        "runtime beating the memory bus.")
 NO_RSS = "not measured: lm_bench (PyTorch) records no peak RSS"
 
 
-def load_ort(root: Path, variants: list[str], grid: float = EN.WORLD) -> tuple[dict[str, dict], float | None]:
-    """Rows of lm_eval_ort + lm_bench_ort per built variant, and the triad bandwidth (GB/s).
-    Energy: J per decoded / prefilled token from lm_bench_ort; lm_eval_ort and lm_build_ort
-    are not metered, so J per example, build energy and break-even are null."""
-    rows, bw = {}, None
-    for v in variants:
-        ev_path, be_path = (root / "llm" / part / f"{v}.json" for part in ("eval", "bench"))
-        ev, be = M.read(ev_path, M.LmRtEvalFile).root, M.read(be_path, M.LmRtBenchFile).root
-        if set(ev) != set(be):
-            raise PipelineError(f"{ev_path} and {be_path} list different variants: "
-                                f"{sorted(ev)} vs {sorted(be)}")
-        for name in ev:
-            b = be[name].model_dump()
-            b.pop("machine"), b.pop("versions")
-            figs = {"energy_j_per_token_decode": b.pop("energy_decode"),
-                    "energy_j_per_token_prefill": b.pop("energy_prefill")}
-            rows[name] = {**ev[name].model_dump(), **b, **EN.fields(figs, "energy_j_per_token_decode", None),
-                          "energy_j_per_example": None, "break_even_inferences": None}
-            rows[name]["gco2e_per_1000"] = EN.grams(1000 * rows[name]["energy_j_per_token_decode"], grid)
-            bw = b["bandwidth_gb_s"]
-    return rows, bw
-
-
-def torch_rows(llm: dict[str, dict], bw: float | None) -> dict[str, dict]:
+def torch_rows(llm: dict[str, dict], bw: float | None, bw_cpu: str | None = None) -> dict[str, dict]:
     """The PyTorch rows with the runtime keys. Weight bytes per token = the weights in memory
-    (param_mb: the tied table once, read as the LM head); bandwidth from lm_bench_ort's run."""
+    (param_mb: the tied table once, read as the LM head); bandwidth from the other runtimes'
+    bench run, used only for rows timed on that same CPU (`bw_cpu`; None: any)."""
     out = {}
     for v, r in llm.items():
         per_token = int(r["param_mb"] * 1e6)
-        frac = r["decode_tokens_per_s"] / (bw * 1e9 / per_token) if bw else None
+        same = bw_cpu is None or r.get("bench_cpu") == bw_cpu
+        frac = r["decode_tokens_per_s"] / (bw * 1e9 / per_token) if bw and same else None
         out[v] = {**r, "runtime": "torch", "method": r["method"],
                   "peak_rss_mb": None, "peak_rss_mb_reason": NO_RSS,
                   "weight_bytes_per_token": per_token, "bandwidth_fraction": frac}
@@ -65,13 +44,14 @@ def torch_rows(llm: dict[str, dict], bw: float | None) -> dict[str, dict]:
 
 
 def precision(row: dict) -> str:
-    return "fp32" if row["bits"] >= 16 else f"int{row['bits']}"
+    return {32: "fp32", 16: "fp16"}.get(row["bits"], f"int{row['bits']}")
 
 
 def summary_entries(rows: dict[str, dict]) -> dict[str, dict]:
     """The keys every LM variant entry of metrics/summary.json carries."""
     return {v: {**{k: r.get(k) for k in KEYS + ("peak_rss_mb_reason",) if k in r or k in KEYS},
-                "sparsity": r.get("sparsity", 0.0)}  # every variant so far is dense
+                "sparsity": r.get("sparsity", 0.0),  # every variant so far is dense
+                "bench_cpu": r.get("bench_cpu")}     # the CPU its speed was timed on
             for v, r in rows.items()}
 
 
@@ -81,20 +61,27 @@ def _fmt(v, spec: str) -> str:
 
 def table(rows: dict[str, dict]) -> str:
     """One row per (runtime, precision, method) with decode ÷ the runtime's own fp32 decode."""
-    fp32 = {r["runtime"]: r["decode_tokens_per_s"] for r in rows.values() if r["bits"] >= 16}
+    fp32 = {}   # (runtime, CPU) -> decode tok/s of its widest uncompressed row (llama.cpp: F16)
+    for r in sorted(rows.values(), key=lambda r: r["bits"]):
+        if r["bits"] >= 16 and r["method"] == "none":
+            fp32[r["runtime"], r.get("bench_cpu")] = r["decode_tokens_per_s"]
     head = ("runtime", "precision", "method", "variant", "LAMBADA acc (%)", "decode tok/s",
-            "÷ own fp32 decode", "prefill tok/s", "size (MB)", "peak RSS (MB)",
-            "weight MB read / token", "bandwidth fraction")
+            "÷ own fp32/fp16 decode", "prefill tok/s", "size (MB)", "peak RSS (MB)",
+            "weight MB read / token", "bandwidth fraction", "timed on")
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for v, r in sorted(rows.items(), key=lambda kv: (kv[1]["runtime"], -kv[1]["bits"], kv[0])):
-        ref = fp32.get(r["runtime"])
+        ref = fp32.get((r["runtime"], r.get("bench_cpu")))
         lines.append("| " + " | ".join([
             r["runtime"], precision(r), r["method"], f"`{v}`", _fmt(r["acc"] * 100, ".1f"),
             _fmt(r["decode_tokens_per_s"], ".1f"),
-            _fmt(r["decode_tokens_per_s"] / ref if ref else None, ".2f") + "×",
+            _fmt(r["decode_tokens_per_s"] / ref, ".2f") + "×" if ref else "n/a",
             _fmt(r["prefill_tokens_per_s"], ".0f"), _fmt(r["size_mb"], ".0f"),
             _fmt(r.get("peak_rss_mb"), ".0f"), _fmt(r["weight_bytes_per_token"] / 1e6, ".0f"),
-            _fmt(r.get("bandwidth_fraction"), ".2f")]) + " |")
+            _fmt(r.get("bandwidth_fraction"), ".2f"), r.get("bench_cpu") or "n/a"]) + " |")
+    cpus = sorted({r.get("bench_cpu") or "n/a" for r in rows.values()})
+    if len(cpus) > 1:
+        lines += ["", f"**Timed on {len(cpus)} different CPUs** ({', '.join(cpus)}): compare speeds only "
+                  "between rows of one CPU; each ratio uses the fp32/fp16 row of its own runtime and CPU."]
     return "\n".join(lines)
 
 

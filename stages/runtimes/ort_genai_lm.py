@@ -56,11 +56,12 @@ def forward(sess, ids: list[int]):
     return sess.run(["logits"], feed)[0][0]
 
 
-def score_all(folder: Path, reqs, k: int, threads: int) -> list[dict]:
-    """Per-example harness-exact scores, batch 1 (no padding), in input order."""
+def score_all(folder: Path, reqs, k: int, threads: int, sess=None) -> list[dict]:
+    """Per-example harness-exact scores, batch 1 (no padding), in input order (sess: an open
+    session(folder, threads), so that a meter can leave the load out)."""
     import torch
 
-    sess, scores = session(folder, threads), []
+    sess, scores = sess or session(folder, threads), []
     sess.genai_decoder = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]
     for ids, n, cont in reqs:
         logits = forward(sess, ids)

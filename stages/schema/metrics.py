@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, RootModel, ValidationError
 from stages.core.errors import PipelineError
 from stages.core.files import read_json, write_json
 from stages.schema.metrics_base import Energy, Interval, Record, Score  # noqa: F401 (re-exported)
-from stages.schema.metrics_rt import LmRtBench, LmRtEval  # noqa: F401 (re-exported)
+from stages.schema.metrics_rt import LmRtBench, LmRtBuild, LmRtEval  # noqa: F401 (re-exported)
 
 class DetEval(Record):
     runtime: str
@@ -106,12 +106,29 @@ class LmQuantize(Record):
     compress_energy: Optional[Energy] = None
 
 
+class LmChain(Record):
+    """One node of a compression chain (lm_chain): its step's cost and what it left."""
+    method: str                # the chain, methods joined by '+' (e.g. prune+gptq)
+    input: str                 # the input node, or base
+    step: str                  # this node's own method
+    bits: int                  # 32 for a float model
+    sparsity: float = Field(ge=0, le=1)   # zero fraction of the decoder linears (gptq: of its input)
+    compress_time_s: float = Field(ge=0)  # this step only
+    size_mb: float = Field(gt=0)          # the folder on disk (dense tensors, zeros included)
+    size_sparse_mb: Optional[float] = None  # float models: pruned linears as bitmask + nonzeros
+    compress_energy: Energy               # this step only, unit "run"
+    pattern: Optional[str] = None         # prune: unstructured | 2:4
+    losses: Optional[list[float]] = None  # distill: the loss of every step
+    layers: Optional[int] = None          # distill: the student's decoder layers
+
+
 AgreementFile = RootModel[dict[str, Agreement]]
 LmEvalFile = RootModel[dict[str, LmEval]]
 LmBenchFile = RootModel[dict[str, LmBench]]
 LmQuantizeFile = RootModel[dict[str, LmQuantize]]
 LmRtEvalFile = RootModel[dict[str, LmRtEval]]
 LmRtBenchFile = RootModel[dict[str, LmRtBench]]
+LmRtBuildFile = RootModel[dict[str, LmRtBuild]]
 
 
 def write(path: str | Path, record: BaseModel) -> None:

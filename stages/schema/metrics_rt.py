@@ -23,6 +23,17 @@ class LmRtEval(Record):
     size_mb: float = Field(gt=0)
     threads: int
     versions: dict[str, str]
+    runtime_config: dict[str, str] | None = None   # OpenVINO: whether dynamic quantization ran
+    energy_eval: Energy        # the scoring loop over every evaluated example, per example
+
+
+class LmRtBuild(Record):
+    """One model-builder run of lm_build_ort (ort-gptq: one per width; GPTQ itself is lm_quantize's)."""
+    build_time_s: float = Field(ge=0)
+    size_mb: float = Field(gt=0)
+    compress_energy: Energy    # the builder run, unit "run"
+    tensor_types: dict[str, int] | None = None   # GGUF: tensors per ggml type (e.g. Q4_0, Q6_K)
+    head_type: str | None = None                 # GGUF: type of the tied embedding / LM head table
 
 
 class LmRtBench(Record):
@@ -38,7 +49,10 @@ class LmRtBench(Record):
     weight_bytes_per_token: int = Field(gt=0)
     bandwidth_gb_s: float = Field(gt=0)     # this machine's triad bandwidth, same run
     bandwidth_fraction: float = Field(gt=0)  # decode tok/s / (bandwidth / weight bytes per token)
+    own_timer_decode_tokens_per_s: float | None = None   # llama.cpp: the same runs by its own
+                                                          # eval timers (no Python, no sampling)
     energy_decode: Energy     # per decoded token, one window per speed repeat (timing process)
     energy_prefill: Energy    # per prefilled token, one window per speed repeat
     versions: dict[str, str]
+    runtime_config: dict[str, str] | None = None   # OpenVINO: whether dynamic quantization ran
     machine: dict

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
+
+from ruamel.yaml import YAML, YAMLError
 
 from stages.core.errors import PipelineError
 from stages.schema.params_model import Params
@@ -87,9 +88,11 @@ def read(path: str | Path = "params.yaml") -> dict:
     p = Path(path)
     if not p.is_file():
         raise PipelineError(f"params file not found: {p}")
+    # YAML 1.2, as DVC reads and rewrites it (`dvc exp run -S` drops quotes): PyYAML's 1.1
+    # would read an unquoted 2:4 as the base-60 integer 124.
     try:
-        return yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
+        return YAML(typ="safe", pure=True).load(p.read_text())
+    except YAMLError as exc:
         raise PipelineError(f"params file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 

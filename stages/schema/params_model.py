@@ -10,7 +10,8 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from stages.schema.variants import RUNTIME_PRECISIONS, split_variant  # noqa: F401 (re-exported)
 
 from stages.schema import kernels
-from stages.schema.params_lm import BenchLm, EvalLm, Lambada, Llm, Quant
+from stages.schema.params_lm import BenchLm, EvalLm, GpuLm, Lambada, Llm, Quant
+from stages.schema.params_methods import ChainNode, Distill, GptqStep, Prune, check_chains
 from stages.schema.runtimes_model import LmRuntimes
 from stages.schema.section import Section, listify
 
@@ -98,14 +99,30 @@ class Params(Section):
     quant: Quant
     eval_lm: EvalLm
     bench_lm: BenchLm
+    gpu_lm: GpuLm
     energy: Energy
     lm_runtimes: LmRuntimes
+    prune: Prune
+    distill: Distill
+    gptq: GptqStep
+    chains: dict[str, ChainNode]
+
+    @field_validator("chains")
+    @classmethod
+    def _chains(cls, chains: dict[str, ChainNode]) -> dict[str, ChainNode]:
+        check_chains(chains)
+        return chains
+
+    def chain_bits(self) -> list[int]:
+        """Every width some chain node quantizes to."""
+        return sorted({n.bits or self.gptq.bits for n in self.chains.values() if n.method == "gptq"})
 
     @model_validator(mode="after")
     def _kernels(self):
+        widths = list(self.quant.bits) + [b for b in self.chain_bits() if b not in self.quant.bits]
         for section in (self.eval_lm, self.bench_lm):  # lm_bench times eval_lm's kernel
             try:
-                kernels.check(self.eval_lm.backend, self.quant.bits, section.device)
+                kernels.check(self.eval_lm.backend, widths, section.device)
             except ValueError as exc:
                 raise ValueError(f"eval_lm.backend: {exc}") from None
         return self
