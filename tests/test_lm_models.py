@@ -595,6 +595,7 @@ def test_installed_package_gguf_matches_its_pin():
 def test_kernel_table_matches_the_installed_gptqmodel():
     """stages/schema/kernels.py restates GPTQModel's kernel classes (so check_params needs no
     torch import): a GPTQModel upgrade that changes a kernel's widths or devices fails here."""
+    from gptqmodel.nn_modules.qlinear.machete import MacheteLinear
     from gptqmodel.nn_modules.qlinear.torch_int8 import TorchInt8Linear
     from gptqmodel.utils.backend import BACKEND
     from gptqmodel.utils.importer import AUTO_BACKEND_KERNEL_MAPPING
@@ -603,6 +604,7 @@ def test_kernel_table_matches_the_installed_gptqmodel():
 
     classes = {b.value: c for b, c in AUTO_BACKEND_KERNEL_MAPPING[METHOD.GPTQ][FORMAT.GPTQ_V2].items()}
     classes[BACKEND.GPTQ_TORCH_INT8.value] = TorchInt8Linear
+    classes[BACKEND.GPTQ_MACHETE.value] = MacheteLinear   # selectable by name, not by AUTO for GPTQ v2
     for name, k in KERNELS.items():
         cls = classes[name]
         devices = {d.value for d in cls.SUPPORTS_DEVICES}

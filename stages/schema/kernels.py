@@ -29,6 +29,8 @@ KERNELS: dict[str, Kernel] = {
     # CUDA kernels
     "gptq_marlin": Kernel("MarlinLinear", frozenset({4, 8}), frozenset({"cuda"})),
     "gptq_triton": Kernel("TritonV2Linear", frozenset({2, 4, 8}), frozenset({"cuda"})),
+    # CUTLASS mixed-input GEMM for Hopper (SM90+)
+    "gptq_machete": Kernel("MacheteLinear", frozenset({4, 8}), frozenset({"cuda"})),
 }
 AUTO = "auto"                   # GPTQModel's own choice (TorchLinear on a CPU, Marlin on CUDA)
 

@@ -1,0 +1,64 @@
+"""Metric-file schema of the GPU results set (stages/entry/lm_gpu.py), kept apart from the
+CPU files so the two are never mixed silently: every row says device cuda and which GPU."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from stages.schema.metrics_base import Energy, Record
+
+
+class Decode(Record):
+    batch: int = Field(ge=1)
+    cache: Literal["dynamic", "static"]   # static: compiled decode step (CUDA graphs)
+    tokens_per_s: float = Field(gt=0)     # batch x new tokens / median wall time
+    energy: Energy                        # NVML, J per decoded token (unit token)
+
+
+class Profile(Record):
+    """Where a batch-1 decode step's time goes (torch.profiler, one generation)."""
+    wall_s_per_token: float = Field(gt=0)
+    kernel_s_per_token: float = Field(ge=0)   # summed CUDA kernel time
+    kernel_time_fraction: float = Field(ge=0)  # kernel / wall: far below 1 = launch-bound
+    kernels_per_token: float = Field(ge=0)
+    top_kernels: dict[str, float]             # kernel -> total seconds in the profiled run
+
+
+class LmGpu(Record):
+    device: Literal["cuda"]
+    gpu: str                               # e.g. NVIDIA H200
+    model: str                             # llama-3.2-3b | tinyllama-1.1b | smollm2-135m
+    runtime: str                           # torch
+    method: str                            # none | gptq | gptq-random (speed-only codes)
+    bits: int                              # 16 = fp16
+    speed_only: bool                       # random weights: accuracy is n/a
+    acc: Optional[float] = Field(default=None, ge=0, le=1)   # null for speed-only models
+    kernels: dict[str, int]                # layer class -> layers that ran it
+    decode_tokens_per_s: float = Field(gt=0)            # batch 1, the faster cache
+    decode_cache: Literal["dynamic", "static"]          # which cache that was
+    prefill_tokens_per_s: float = Field(gt=0)           # batch 1
+    decode: list[Decode]                                # every decode batch timed
+    energy_j_per_token_decode: float = Field(ge=0)      # the same batch-1 runs, NVML, gross
+    energy_j_per_token_prefill: float = Field(ge=0)
+    energy_method: Literal["nvml", "nvml-power"]
+    weight_bytes_per_token: int = Field(gt=0)
+    bandwidth_fraction: float = Field(gt=0)   # decode tok/s / (copy GB/s / bytes per token)
+    size_mb: float = Field(gt=0)              # weights in GPU memory
+    gpu_memory_mb: float = Field(gt=0)        # peak allocated while timing
+    profile: Optional[Profile] = None
+
+    @model_validator(mode="after")
+    def _no_accuracy_for_random_weights(self):
+        if self.speed_only and self.acc is not None:
+            raise ValueError("a speed-only (random-weight) row has no accuracy: acc must be null")
+        return self
+
+
+class LmGpuFile(Record):
+    machine: dict                             # CPU, GPU, driver, CUDA, library versions
+    copy_gb_s: float = Field(gt=0)            # device-to-device copy, read + write bytes
+    params: dict                              # the gpu_lm section it ran with
+    variants: dict[str, LmGpu]
+    failed: dict[str, str]                    # variant -> the error that stopped it
+
