@@ -1,14 +1,10 @@
 """Shared fixtures. Tests that need ../shared/data skip cleanly when it is absent."""
 from __future__ import annotations
 
-import faulthandler
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-faulthandler.enable(file=sys.stderr, all_threads=False)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

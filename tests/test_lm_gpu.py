@@ -5,6 +5,10 @@ machine only (README "GPU results")."""
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -55,24 +59,39 @@ def tiny_gptq(tmp_path_factory):
     return cfg, L.write_gptq(cfg, 4, 32, tmp_path_factory.mktemp("gptq") / "int4")
 
 
-def test_random_gptq_checkpoint_loads_and_runs_through_gptqmodel(tiny_gptq):
+def load_and_run(folder: str, layers: int, vocab: int) -> dict:
+    """What the GPU stage does with a random checkpoint, on the CPU (TorchLinear)."""
     import torch
     from stages.entry.lm_gpu import bytes_per_token, load
-
-    cfg, folder = tiny_gptq
-    model = load(folder, "gptq_torch", device="cpu")
-    assert model.config.quantization_config.bits == 4
     from stages.runtimes.torch_lm import kernels
-    assert kernels(model) == {"Linear": 1, "TorchLinear": 7 * cfg.num_hidden_layers}
+
+    model = load(Path(folder), "gptq_torch", device="cpu")
     with torch.inference_mode():
         logits = model(input_ids=torch.arange(16)[None]).logits
-    assert logits.shape == (1, 16, cfg.vocab_size) and torch.isfinite(logits).all()
-    packed = sum(b.numel() * b.element_size() for n, b in model.named_buffers()
-                 if n.rsplit(".", 1)[-1] in ("qweight", "qzeros", "scales"))
+    return {"bits": model.config.quantization_config.bits, "kernels": kernels(model),
+            "shape": list(logits.shape), "finite": bool(torch.isfinite(logits).all()),
+            "packed": sum(b.numel() * b.element_size() for n, b in model.named_buffers()
+                          if n.rsplit(".", 1)[-1] in ("qweight", "qzeros", "scales")),
+            "bytes_per_token": bytes_per_token(model)}
+
+
+def test_random_gptq_checkpoint_loads_and_runs_through_gptqmodel(tiny_gptq):
+    """In a fresh interpreter, as the stage runs: in the long pytest process this
+    torch.compile'd TorchLinear once aborted the whole run (SIGABRT, no traceback)."""
+    cfg, folder = tiny_gptq
+    code = ("import json, sys; from tests.test_lm_gpu import load_and_run as f; "
+            "print(json.dumps(f(*sys.argv[1:2], *map(int, sys.argv[2:]))))")
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code, str(folder),
+                           str(cfg.num_hidden_layers), str(cfg.vocab_size)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["bits"] == 4 and out["kernels"] == {"Linear": 1, "TorchLinear": 7 * cfg.num_hidden_layers}
+    assert out["shape"] == [1, 16, cfg.vocab_size] and out["finite"]
     head = 2 * cfg.vocab_size * cfg.hidden_size    # untied here: the fp16 lm_head, read whole
     expected = L.weight_bytes(cfg, 4, 32) - head - (2 * cfg.num_hidden_layers + 1) * cfg.hidden_size * 2
-    assert packed == expected        # the arithmetic counts exactly the packed tensors' bytes
-    assert bytes_per_token(model) > packed   # plus the head, norms, g_idx
+    assert out["packed"] == expected        # the arithmetic counts exactly the packed tensors' bytes
+    assert out["bytes_per_token"] > out["packed"]   # plus the head, norms, g_idx
 
 
 def test_bad_gptq_shape_is_refused(tmp_path):

@@ -35,3 +35,13 @@ def test_render_shows_intervals_and_replace_keeps_the_rest():
     assert "| `int8` | 90.0 [85.0, 95.0] | n/a |" in block and "38.0 [34.0, 42.0]" in block
     new = replace_block(f"intro\n{START}\nold\n{END}\noutro", block)
     assert new.startswith("intro\n") and new.endswith("\noutro") and "old" not in new
+
+
+def test_readme_gpu_block_matches_the_committed_gpu_files():
+    from stages.reporting import gpu
+    from stages.reporting.readme import GPU_END, GPU_START, render_gpu
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(GPU_START):readme.index(GPU_END) + len(GPU_END)]
+    assert block == render_gpu(gpu.load(ROOT / "metrics" / "gpu")), \
+        "README GPU block differs from metrics/gpu: run python -m stages.entry.readme"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from stages.core.errors import run_main
 from stages.core.files import read_json
-from stages.reporting.readme import render, replace_block
+from stages.reporting import gpu
+from stages.reporting.readme import GPU_END, GPU_START, render, render_gpu, replace_block
 from stages.schema import params as P
 
 
@@ -16,10 +17,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--readme", default="README.md", type=Path)
     ap.add_argument("--summary", default="metrics/summary.json")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--gpu", default="metrics/gpu", type=Path)
     args = ap.parse_args(argv)
     k = P.load(args.params, ("eval_lm.k",))["eval_lm"]["k"]
     block = render(read_json(args.summary, "summary"), k)
-    args.readme.write_text(replace_block(args.readme.read_text(), block))
+    text = replace_block(args.readme.read_text(), block)
+    text = replace_block(text, render_gpu(gpu.load(args.gpu)), GPU_START, GPU_END)
+    args.readme.write_text(text)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import methods, runtimes
+from stages.reporting import gpu as gpu_tables, methods, runtimes
 from stages.reporting.kernels import sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
 
 START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
+GPU_START, GPU_END = "<!-- gpu:start (python -m stages.entry.readme) -->", "<!-- gpu:end -->"
 DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
 LLM_KEYS = ("acc", "topk_acc", "ppl", "decode_tokens_per_s", "prefill_tokens_per_s", "size_mb",
             "size_sparse_mb", "compress_time_s")
@@ -42,8 +43,18 @@ def render(summary: dict, k: int) -> str:
     return "\n".join(lines + ["", END])
 
 
-def replace_block(readme: str, block: str) -> str:
-    head, sep, rest = readme.partition(START)
-    if not sep or END not in rest:
-        raise ValueError(f"README has no {START} ... {END} block")
-    return head + block + rest.split(END, 1)[1]
+def render_gpu(gpu: dict) -> str:
+    """The GPU results set (metrics/gpu, stages/reporting/gpu.py), a block of its own."""
+    lines = [GPU_START, "", f"Measured on {gpu['machine'].get('gpu', 'GPU')} (driver "
+             f"{gpu['machine'].get('driver')}, CUDA {gpu['machine'].get('cuda')}); never mixed into "
+             "the CPU tables above. Full report: plots/gpu/report.md.", ""] + gpu_tables.table(gpu)
+    lines += ["", gpu_tables.NOTE, ""] + gpu_tables.eval_table(gpu)
+    lines += [""] + [f"![{t}](plots/gpu/png/{s}.png)" for s, t, _ in gpu_tables.figures(gpu)]
+    return "\n".join(lines + ["", GPU_END])
+
+
+def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
+    head, sep, rest = readme.partition(start)
+    if not sep or end not in rest:
+        raise ValueError(f"README has no {start} ... {end} block")
+    return head + block + rest.split(end, 1)[1]

@@ -1,0 +1,48 @@
+"""The GPU results set's report: plots/gpu/report.md ("Measured on NVIDIA H200") and its
+figures (PNG), from the committed metrics/gpu/ files. Runs on any CPU;
+the files themselves come from a CUDA machine (README "GPU results")."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.core.errors import run_main
+from stages.core.files import atomic_path
+from stages.reporting import export, gpu as G
+
+PARAMS: tuple[str, ...] = ()   # reads no params: only the committed metrics/gpu files
+
+
+def render(gpu: dict) -> str:
+    m = gpu["machine"]
+    lines = [f"# Measured on {m.get('gpu', 'GPU')}", "",
+             f"Driver {m.get('driver')}, CUDA {m.get('cuda')}, host CPU {m.get('cpu')}; libraries "
+             + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()) + ".",
+             "Separate from the CPU tables: other hardware, other protocol (gpu_lm params).", "",
+             "Speed (NVML energy, gross; bound = device-to-device copy bandwidth ÷ weight bytes "
+             "per token, same run):", ""] + G.table(gpu) + ["", G.NOTE]
+    if gpu["evals"]:
+        lines += ["", "SmolLM2-135M through the pipeline's own CUDA path (lm_quantize / lm_eval with "
+                  "device cuda, all 5,153 official LAMBADA examples):", ""] + G.eval_table(gpu)
+    if gpu["failed"]:
+        lines += ["", "Rows that could not run:", ""] + [f"- `{n}`: {e}" for n, e in gpu["failed"].items()]
+    lines += [""] + [f"![{title}](png/{stem}.png)" for stem, title, _ in G.figures(gpu)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--metrics", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    args = ap.parse_args(argv)
+    gpu = G.load(args.metrics)   # every file validated before anything is written
+    browser = export.find_browser()
+    with atomic_path(args.out) as tmp:
+        (tmp / "png").mkdir(parents=True)
+        items = G.figures(gpu)
+        export.write_png(items, tmp / "png", browser)
+        (tmp / "report.md").write_text(render(gpu))
+
+
+if __name__ == "__main__":
+    run_main(main)

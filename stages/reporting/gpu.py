@@ -1,0 +1,99 @@
+"""The GPU results set (metrics/gpu/: lm_gpu, and lm_quantize / lm_eval with device cuda, run
+on a CUDA machine and committed): its own table and figures, never mixed into the CPU ones."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from stages.core.errors import PipelineError
+from stages.schema import metrics as M, metrics_gpu as MG
+
+EVAL_NAME = {"smollm2-fp16": "base", "smollm2-int8-gptq_marlin": "int8",
+             "smollm2-int4-gptq_marlin": "int4"}   # speed row -> lm_eval row of the same model
+
+NOTE = ("Decode tok/s is batch 1 with the faster of the dynamic and the static (compiled) KV cache; "
+        "J/token is NVML over those runs. `smollm2-fp16`'s accuracy is the float32 base's (lm_eval "
+        "loads the checkpoint as saved, as on the CPU); its speed row is the same weights in fp16. "
+        "Speed-only rows carry random weights in the published configs: accuracy n/a.")
+
+
+def load(folder: Path) -> dict:
+    """{"rows": name -> speed row + copy_gb_s, "evals", "quant", "failed", "machine"}."""
+    files = sorted(folder.glob("speed_*.json"))
+    if not files:
+        raise PipelineError(f"no GPU speed files (speed_*.json) in {folder}")
+    out = {"rows": {}, "failed": {}, "evals": {}, "quant": {}, "machine": {}}
+    for f in files:
+        file = M.read(f, MG.LmGpuFile)
+        out["machine"] = file.machine
+        out["failed"] |= file.failed
+        for name, row in file.variants.items():
+            out["rows"][name] = row.model_dump() | {"copy_gb_s": file.copy_gb_s}
+    for f in sorted(folder.glob("eval_*.json")):
+        out["evals"] |= M.read(f, M.LmEvalFile).model_dump()
+    if (folder / "quantize.json").is_file():
+        out["quant"] = M.read(folder / "quantize.json", M.LmQuantizeFile).model_dump()
+    return out
+
+
+def break_even(gpu: dict, width: str) -> str:
+    """Evaluated examples after which width's GPTQ run (NVML J) is paid back by its lower
+    energy per example than the base (same eval protocol); "never" where it uses more."""
+    q, ev = gpu["quant"].get(width), gpu["evals"]
+    if not q or width not in ev or "base" not in ev:
+        return "n/a"
+    saved = ev["base"]["energy_eval"]["j_per_unit"] - ev[width]["energy_eval"]["j_per_unit"]
+    return f"{q['compress_energy']['joules'] / saved:,.0f}" if saved > 0 else "never"
+
+
+def table(gpu: dict) -> list[str]:
+    head = ("| variant | kernels | LAMBADA acc (lm_eval, CUDA) | decode tok/s b1 (cache) | b32 | prefill tok/s | "
+            "bound tok/s | fraction | J/token decode | size MB | GPU MB |")
+    out = [head, "|---" * 11 + "|"]
+    for name, r in gpu["rows"].items():
+        ev = gpu["evals"].get(EVAL_NAME.get(name, ""))
+        acc = "n/a (random weights)" if r["speed_only"] else (f"{ev['acc']:.4f}" if ev else "–")
+        b32 = next((d["tokens_per_s"] for d in r["decode"] if d["batch"] == 32), None)
+        bound = r["copy_gb_s"] * 1e9 / r["weight_bytes_per_token"]
+        kern = ", ".join(f"{k} {n}" for k, n in r["kernels"].items())
+        out.append(f"| `{name}` | {kern} | {acc} | {r['decode_tokens_per_s']:.1f} ({r['decode_cache']}) | "
+                   + (f"{b32:.0f}" if b32 else "–") + f" | {r['prefill_tokens_per_s']:.0f} | {bound:.0f} | "
+                   f"{r['bandwidth_fraction']:.3f} | {r['energy_j_per_token_decode']:.3f} | "
+                   f"{r['size_mb']:.0f} | {r['gpu_memory_mb']:.0f} |")
+    return out
+
+
+def eval_table(gpu: dict) -> list[str]:
+    out = ["| width | kernels | acc [95% CI] | ppl | J/example (NVML) | GPTQ J (NVML) | break-even examples |",
+           "|---" * 7 + "|"]
+    for w, e in gpu["evals"].items():
+        q = gpu["quant"].get(w, {}).get("compress_energy", {}).get("joules")
+        lo, hi = e["acc_ci95"]
+        out.append(f"| {w} | {', '.join(e['kernels'])} | {e['acc']:.4f} [{lo:.4f}, {hi:.4f}] | "
+                   f"{e['ppl']:.4g} | {e['energy_eval']['j_per_unit']:.3f} | "
+                   + (f"{q:,.0f}" if q else "–") + f" | {break_even(gpu, w)} |")
+    return out
+
+
+def figures(gpu: dict) -> list[tuple[str, str, go.Figure]]:
+    """Accuracy vs J per decoded token (the models with weights), decode tok/s vs the bound."""
+    gpu_name = gpu["machine"].get("gpu", "GPU")
+    real = {n: r for n, r in gpu["rows"].items() if not r["speed_only"] and EVAL_NAME.get(n) in gpu["evals"]}
+    acc = go.Figure(go.Scatter(
+        x=[r["energy_j_per_token_decode"] for r in real.values()],
+        y=[gpu["evals"][EVAL_NAME[n]]["acc"] for n in real], text=list(real), mode="markers+text",
+        textposition="top center", marker=dict(size=12)))
+    acc.update_layout(title=f"SmolLM2-135M on {gpu_name}: LAMBADA acc (5,153 official) vs J per decoded token "
+                            "(NVML, batch 1)", xaxis_title="J / decoded token", yaxis_title="LAMBADA acc",
+                      template="plotly_white",
+                      xaxis_range=[0, 1.25 * max([r["energy_j_per_token_decode"] for r in real.values()] or [1])])
+    names = list(gpu["rows"])
+    bound = go.Figure([
+        go.Bar(name="measured decode tok/s (batch 1)", x=names, y=[gpu["rows"][n]["decode_tokens_per_s"] for n in names]),
+        go.Bar(name="bound: D2D copy GB/s ÷ weight bytes per token", x=names,
+               y=[r["copy_gb_s"] * 1e9 / r["weight_bytes_per_token"] for r in gpu["rows"].values()])])
+    bound.update_layout(title=f"Decode speed vs the HBM bound on {gpu_name}", barmode="group",
+                        yaxis_type="log", yaxis_title="tokens / s (log)", template="plotly_white")
+    return [("gpu_accuracy_energy", "GPU: accuracy vs J per decoded token", acc),
+            ("gpu_decode_bound", "GPU: decode vs the bandwidth bound", bound)]
