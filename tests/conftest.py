@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,34 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+PRISTINE_ENV = dict(os.environ)   # as pytest started
+
+
 @pytest.fixture(autouse=True)
 def _environment_restored():
-    """Each test leaves os.environ as it found it. A stage main() run in-process pins CPU
-    numerics for its own process (stages/core/numerics.py: ONEDNN_MAX_CPU_ISA=AVX2, ...); leaked,
-    the pins reached every later subprocess, and test_pipeline_e2e's `dvc repro` ran OpenVINO
-    capped at AVX2 (CI, stop 18: int4 failed with "could not create a primitive descriptor")."""
-    saved = dict(os.environ)
+    """After each test, os.environ is as pytest started (not as the test found it: a module
+    fixture may already have changed it). A stage main() run in-process pins CPU numerics for
+    its own process (stages/core/numerics.py: ONEDNN_MAX_CPU_ISA=AVX2, ...); leaked, the pins
+    reached every later subprocess, and test_pipeline_e2e's `dvc repro` ran OpenVINO capped at
+    AVX2 (CI, stop 18: int4 failed with "could not create a primitive descriptor")."""
     yield
-    os.environ.clear()
-    os.environ.update(saved)
+    for key in set(os.environ) - set(PRISTINE_ENV) - {"PYTEST_CURRENT_TEST"}:   # pytest's own
+        del os.environ[key]
+    os.environ.update(PRISTINE_ENV)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_torch_compile_caches():
+    """After each test module, drop torch.compile's (dynamo's) compiled code. GPTQModel's
+    TorchLinear compiles one method shared by every layer of every model in the process. After
+    test_lm_e2e's models, the tiny model of test_lm_gpu (which passes alone) failed an inductor
+    kernel's index check inside an OpenMP region: std::terminate, SIGABRT, the whole pytest run
+    gone (twice here; an earlier stop's CI crash was in the same kernel)."""
+    yield
+    if "torch" in sys.modules:
+        import torch
+
+        torch._dynamo.reset()
 
 
 def shared_path(*parts: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 import zipfile
 from pathlib import Path
@@ -233,3 +234,18 @@ def test_extract_rejects_corrupt_archive(tmp_path):
     path.write_bytes(b"not an archive")
     with pytest.raises(PipelineError, match="not a tar or zip"):
         archive.extract_archive(path, tmp_path / "x")
+
+
+def test_a_stage_run_in_process_pins_cpu_numerics_into_the_environment():
+    from stages.core.numerics import pin_cpu_numerics
+
+    pin_cpu_numerics(1)   # what lm_eval/lm_quantize/lm_rtn/lm_chain main() do first
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_pins_do_not_leak_into_the_next_test():
+    """tests/conftest.py restores the environment pytest started with, after every test."""
+    from tests.conftest import PRISTINE_ENV
+
+    for key in ("OMP_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        assert os.environ.get(key) == PRISTINE_ENV.get(key), key
