@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,20 +24,6 @@ def _environment_restored():
     for key in set(os.environ) - set(PRISTINE_ENV) - {"PYTEST_CURRENT_TEST"}:   # pytest's own
         del os.environ[key]
     os.environ.update(PRISTINE_ENV)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fresh_torch_compile_caches():
-    """After each test module, drop torch.compile's (dynamo's) compiled code. GPTQModel's
-    TorchLinear compiles one method shared by every layer of every model in the process. After
-    test_lm_e2e's models, the tiny model of test_lm_gpu (which passes alone) failed an inductor
-    kernel's index check inside an OpenMP region: std::terminate, SIGABRT, the whole pytest run
-    gone (twice here; an earlier stop's CI crash was in the same kernel)."""
-    yield
-    if "torch" in sys.modules:
-        import torch
-
-        torch._dynamo.reset()
 
 
 def shared_path(*parts: str) -> Path:
