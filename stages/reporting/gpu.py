@@ -37,6 +37,11 @@ def load(folder: Path) -> dict:
     return out
 
 
+def bound_tokens_per_s(row: dict) -> float:
+    """Decode tok/s if every weight byte were read once per token at the measured copy speed."""
+    return row["copy_gb_s"] * 1e9 / row["weight_bytes_per_token"]
+
+
 def break_even(gpu: dict, width: str) -> str:
     """Evaluated examples after which width's GPTQ run (NVML J) is paid back by its lower
     energy per example than the base (same eval protocol); "never" where it uses more."""
@@ -55,7 +60,7 @@ def table(gpu: dict) -> list[str]:
         ev = gpu["evals"].get(EVAL_NAME.get(name, ""))
         acc = "n/a (random weights)" if r["speed_only"] else (f"{ev['acc']:.4f}" if ev else "–")
         b32 = next((d["tokens_per_s"] for d in r["decode"] if d["batch"] == 32), None)
-        bound = r["copy_gb_s"] * 1e9 / r["weight_bytes_per_token"]
+        bound = bound_tokens_per_s(r)
         kern = ", ".join(f"{k} {n}" for k, n in r["kernels"].items())
         out.append(f"| `{name}` | {kern} | {acc} | {r['decode_tokens_per_s']:.1f} ({r['decode_cache']}) | "
                    + (f"{b32:.0f}" if b32 else "–") + f" | {r['prefill_tokens_per_s']:.0f} | {bound:.0f} | "
@@ -92,7 +97,7 @@ def figures(gpu: dict) -> list[tuple[str, str, go.Figure]]:
     bound = go.Figure([
         go.Bar(name="measured decode tok/s (batch 1)", x=names, y=[gpu["rows"][n]["decode_tokens_per_s"] for n in names]),
         go.Bar(name="bound: D2D copy GB/s ÷ weight bytes per token", x=names,
-               y=[r["copy_gb_s"] * 1e9 / r["weight_bytes_per_token"] for r in gpu["rows"].values()])])
+               y=[bound_tokens_per_s(r) for r in gpu["rows"].values()])])
     bound.update_layout(title=f"Decode speed vs the HBM bound on {gpu_name}", barmode="group",
                         yaxis_type="log", yaxis_title="tokens / s (log)", template="plotly_white")
     return [("gpu_accuracy_energy", "GPU: accuracy vs J per decoded token", acc),
