@@ -157,3 +157,30 @@ ROW = dict(device="cuda", gpu="NVIDIA H200", model="llama-3.2-3b", runtime="torc
            energy_j_per_token_decode=0.1, energy_j_per_token_prefill=0.01, energy_method="nvml",
            weight_bytes_per_token=2_000_000_000, bandwidth_fraction=0.05, size_mb=2000.0,
            gpu_memory_mb=2500.0)
+
+
+def test_the_graph_decoders_fixed_address_steps_reproduce_greedy_generate():
+    """stages/meters/cuda_graph.py: the static-cache step that a CUDA graph captures (prefill,
+    then one token per step at a fixed-address position and mask) gives generate()'s greedy
+    tokens, here eagerly on the CPU (the capture itself needs CUDA)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from stages.meters.cuda_graph import StaticDecoder
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2)).eval()
+    prompt, n = torch.randint(0, 64, (1, 12)), 6
+    with torch.inference_mode():
+        ref = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                             max_new_tokens=n, min_new_tokens=n, pad_token_id=0)[0, 12:].tolist()
+        d = StaticDecoder(model, prompt, n)
+        for _ in range(2):    # twice: prefill() resets the cache and mask for a new timed run
+            d.prefill()
+            out = [d.tok.item()]
+            for _ in range(n - 1):
+                d.advance(d.step().argmax(-1, keepdim=True))
+                out.append(d.tok.item())
+            assert out == ref

@@ -91,10 +91,14 @@ def eager():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     """A 2-layer Llama (hidden 64) trained until it has memorised TEXTS (~5 s)."""
+    return train_tiny(tmp_path_factory.mktemp("tiny") / "base")
+
+
+def train_tiny(folder: Path, kv_heads: int = 2) -> Path:
+    """The tiny Llama, trained and saved to folder (kv_heads: 4 gives every projection 64 outputs)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny") / "base"
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -103,7 +107,7 @@ def tiny(tmp_path_factory) -> Path:
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<eos>")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=256,
                          eos_token_id=0, pad_token_id=0, bos_token_id=0)
     model = LlamaForCausalLM(config)
     enc = [tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS + CALIB]

@@ -140,12 +140,14 @@ def test_kv_cache_decode_loop_equals_full_recompute(ov_models):
 
 def test_a_cpu_without_vnni_runs_int4_without_dynamic_quantization(ov_models):
     """CI's AVX2-only CPU failed the first int4 infer ("could not create a primitive
-    descriptor"); oneDNN capped at AVX2 fails the same way here. The variant must still run,
-    score as uncapped, and say that dynamic quantization was off."""
+    descriptor"); oneDNN capped at AVX2 failed the same way on the Xeon VMs. The variant must
+    still run, score as uncapped, and say whether dynamic quantization was on or fell back to
+    off (on an AVX2-only AMD EPYC the capped run finds its primitive and stays on)."""
     rng = np.random.default_rng(3)
     ids = [int(t) for t in rng.integers(3, 49152, 12)]
     reqs = [(ids, 2, ids[-1:] + [int(rng.integers(3, 49152))])]
     capped = in_clean_process(ov_scores, str(ov_models / "int4"), reqs, env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
     free = in_clean_process(ov_scores, str(ov_models / "int4"), reqs)
-    assert capped["setting"]["dynamic_quantization"].startswith("off")
+    assert capped["setting"]["dynamic_quantization"] == "on" \
+        or capped["setting"]["dynamic_quantization"].startswith("off"), capped["setting"]
     assert capped["scores"][0]["loglik"] == pytest.approx(free["scores"][0]["loglik"], rel=0.05)

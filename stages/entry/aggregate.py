@@ -22,7 +22,7 @@ from stages.schema import params as P
 PARAMS = ("coco.source", "lambada.source", "llm.source", "llm.hub_id", "detector", "quant",
           "bench_det", "eval_lm", "bench_lm", "energy.grid_gco2_per_kwh", "energy.grid_country",
           "lm_runtimes.variants", "lm_runtimes.llamacpp.variants",
-          "lm_runtimes.openvino.variants", "chains", "gptq.bits")
+          "lm_runtimes.openvino.variants", "chains", "gptq.bits", "awq.bits")
 
 
 def used_params(p: dict) -> dict:
@@ -35,7 +35,8 @@ def used_params(p: dict) -> dict:
             "lm_runtimes.variants": list(p["lm_runtimes"]["variants"])
             + [f"llamacpp-{v}" for v in p["lm_runtimes"]["llamacpp"]["variants"]]
             + [f"ov-{v}" for v in p["lm_runtimes"]["openvino"]["variants"]],
-            "chains": {n: {**c, "gptq_bits": p["gptq"]["bits"]} for n, c in p["chains"].items()}}
+            "chains": {n: {**c, "gptq_bits": p["gptq"]["bits"], "awq_bits": p["awq"]["bits"]}
+                       for n, c in p["chains"].items()}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,7 +39,8 @@ def bench(folder: Path, texts: list[str], cfg: dict, ev: dict, meter: E.Meter) -
         speed, energy = speeds(model, tok, texts, cfg, meter)
     kernels = R.kernels(model)
     del model
-    swept = sweep(folder, R.bits_of(folder), texts, cfg, meter) if R.bits_of(folder) < 32 else {}
+    gptq = R.method_of(folder) == "gptq"   # the sweep times GPTQ kernels (AWQ: its own pick)
+    swept = sweep(folder, R.bits_of(folder), texts, cfg, meter) if gptq else {}
     return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed, **energy,
                      eval_examples_per_s=len(reqs) / seconds, kernels=kernels, sweep=swept,
                      machine=record(gpu=cfg["device"] == "cuda"))

@@ -1,8 +1,8 @@
 """One node of a compression chain (params `chains`): the node's method applied to its input
-node's model (stages/methods/{prune,distill,gptq}.py), written to models/llm/<node>.
+node's model (stages/methods/{prune,distill,gptq,awq}.py), written to models/llm/<node>.
 
 prune / distill write a dense float32 model folder (pruned zeros stay zeros through the
-recovery fine-tuning); gptq writes <out>/int<bits>/, as lm_quantize does. Each step is
+recovery fine-tuning); gptq and awq write <out>/int<bits>/, as lm_quantize does. Each step is
 metered; its metrics say what it cost and what it left (sparsity, sizes, training loss).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from stages.entry.lm_quantize import read_calibration
 from stages.meters import energy as E
 from stages.methods import distill as D, prune as PR
 from stages.schema import metrics as M, params as P
-from stages.schema.params_methods import steps
+from stages.schema.params_methods import QUANTIZED, steps
 
 # dvc.yaml's params of lm_chain, per node: the node, its method's section, GPTQ's other knobs
 PARAMS = ("seed", "chains.${key}", "${item.method}", "quant.group_size", "quant.calib_size",
@@ -31,7 +31,7 @@ QUANT = tuple(k for k in PARAMS if k.startswith("quant."))
 def keys(node: str, method: str) -> tuple[str, ...]:
     """The params one node reads (PARAMS resolved; GPTQ's knobs only for a gptq node)."""
     own = (f"chains.{node}", method) + (("seed",) if method != "prune" else ()) \
-        + (QUANT if method == "gptq" else ())
+        + (QUANT if method in QUANTIZED else ())
     return own + E.PARAMS
 
 
@@ -76,19 +76,23 @@ def dense_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict
     return out
 
 
-def gptq_step(node: str, p, args, tmp: Path, pruned: bool) -> dict:
+def quant_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict:
+    """GPTQ or AWQ of the input model at the node's width, on quant's calibration passages."""
     from transformers import AutoTokenizer
 
-    from stages.methods.gptq import quantize, tokenized_calibration
+    from stages.methods import awq, gptq
 
-    cfg, bits = p["quant"], p["gptq"]["bits"]
-    bits = p["chains"][node].get("bits") or bits   # the node's own width, if it sets one
+    cfg = p["quant"]
+    bits = p["chains"][node].get("bits") or p[method]["bits"]   # the node's own width, if it sets one
     texts = read_calibration(args.calib, cfg["calib_size"], p["seed"])
-    tok = AutoTokenizer.from_pretrained(args.input)
-    calib = tokenized_calibration(tok, texts, cfg["calib_seq_len"])
     tmp.mkdir()
-    quantize(args.input, tok, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
-    model, _ = load(args.input)   # sparsity: of the weights GPTQ was given
+    if method == "awq":
+        awq.quantize(args.input, texts, bits, cfg, p["seed"], tmp / f"int{bits}")
+    else:
+        tok = AutoTokenizer.from_pretrained(args.input)
+        calib = gptq.tokenized_calibration(tok, texts, cfg["calib_seq_len"])
+        gptq.quantize(args.input, tok, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
+    model, _ = load(args.input)   # sparsity: of the weights the quantizer was given
     return {"bits": bits, "sparsity": round(PR.sparsity(model), 6) if pruned else 0.0}
 
 
@@ -106,8 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(args.params, keys(args.node, method))
     require_dir(args.input, "input model folder"), require_dir(args.teacher, "teacher (base) folder")
     # pruning's magnitude ranking does not depend on the thread count: 2 there
-    threads = {"gptq": lambda: p["quant"]["threads"], "distill": lambda: p["distill"]["threads"]}.get(
-        method, lambda: 2)()
+    threads = p["distill"]["threads"] if method == "distill" else \
+        p["quant"]["threads"] if method in QUANTIZED else 2
     pin_cpu_numerics(threads)  # the weights this writes are results: fixed kernel paths
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     meter = E.open_meter(p["energy"])
     with atomic_path(args.out) as tmp, timed(f"{args.node}: {method} of {args.input}"):
         pruned = "prune" in steps(chains, args.node)[:-1]
-        step = (lambda: gptq_step(args.node, p, args, tmp, pruned)) if method == "gptq" else \
+        step = (lambda: quant_step(args.node, method, p, args, tmp, pruned)) if method in QUANTIZED else \
             (lambda: dense_step(args.node, method, p, args, tmp, pruned))
         out, energy = meter.once(step, 1, "run")
         M.write(args.metrics, M.LmChain(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stages.core.errors import PipelineError, log, run_main, timed
 from stages.meters import energy as E, gpu as G
+from stages.meters.cuda_graph import graph_decode
 from stages.meters.machine import record
 from stages.models import llama_shapes as L
 from stages.runtimes import torch_lm as R
@@ -65,11 +66,14 @@ def measure(model, meta: dict, cfg: dict, meter, bw: float, failed: dict, name: 
         prof = G.kernel_time_fraction(model, model.config.vocab_size, cfg["profile_tokens"]) \
             if cfg["profile_tokens"] else None
         decode = [MG.Decode(**v) for k, v in s.items() if k.startswith("decode_b")]
-        if cfg["static_cache"]:
+        for on, timer, tag in ((cfg["static_cache"], G.static_decode, "static"),
+                               (cfg["cuda_graph"], graph_decode, "graph")):
+            if not on:
+                continue
             try:
-                decode.append(MG.Decode(**G.static_decode(model, cfg, meter, model.config.vocab_size)))
+                decode.append(MG.Decode(**timer(model, cfg, meter, model.config.vocab_size)))
             except Exception as exc:  # recorded beside the row, which keeps its dynamic figures
-                failed[name + "-static"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+                failed[f"{name}-{tag}"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
     per_token = bytes_per_token(model)
     first = max((d for d in decode if d.batch == 1), key=lambda d: d.tokens_per_s)
     return MG.LmGpu(device="cuda", gpu=torch.cuda.get_device_name(0), runtime="torch",

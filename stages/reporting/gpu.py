@@ -12,8 +12,8 @@ from stages.schema import metrics as M, metrics_gpu as MG
 EVAL_NAME = {"smollm2-fp16": "base", "smollm2-int8-gptq_marlin": "int8",
              "smollm2-int4-gptq_marlin": "int4"}   # speed row -> lm_eval row of the same model
 
-NOTE = ("Decode tok/s is batch 1 with the faster of the dynamic and the static (compiled) KV cache; "
-        "J/token is NVML over those runs. `smollm2-fp16`'s accuracy is the float32 base's (lm_eval "
+NOTE = ("Decode tok/s is batch 1 with the fastest of the dynamic cache, the static cache (compiled "
+        "step) and the step captured as a CUDA graph (graph); J/token is NVML over those runs. `smollm2-fp16`'s accuracy is the float32 base's (lm_eval "
         "loads the checkpoint as saved, as on the CPU); its speed row is the same weights in fp16. "
         "Speed-only rows carry random weights in the published configs: accuracy n/a.")
 

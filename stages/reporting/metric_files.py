@@ -28,7 +28,7 @@ def llm_variants(bits: list[int], chains: dict | None = None) -> list[str]:
     """base, then each method's variants from the widest to the narrowest (GPTQ, then RTN),
     then every chain node (`prune`, or `prune+gptq-int4` for a quantizing node)."""
     widths = [f"int{b}" for b in sorted(set(bits), reverse=True)]
-    nodes = [n if c["method"] != "gptq" else f"{n}-int{c.get('bits') or c['gptq_bits']}"
+    nodes = [n if c["method"] not in ("gptq", "awq") else f"{n}-int{c.get('bits') or c[c['method'] + '_bits']}"
              for n, c in (chains or {}).items()]
     return ["base"] + [PREFIXES[m] + w for m in LLM_METHODS for w in widths] + nodes
 

@@ -42,16 +42,29 @@ def bits_of(folder) -> int:
     return int(qc["bits"]) if qc else 32
 
 
+def method_of(folder) -> str:
+    """The quantization method of a model folder: "gptq", "awq", or "none"."""
+    qc = json.loads((Path(folder) / "config.json").read_text()).get("quantization_config")
+    return qc.get("quant_method", "gptq") if qc else "none"
+
+
 def load(folder, device: str, backend: str | dict = AUTO):
     """Model and tokenizer. A GPTQ folder loads with the kernel `backend` names for its width
-    (eval_lm.backend); the layers must then really be that kernel's, never a fallback."""
-    import torch  # noqa: F401  (transformers needs it imported first for device maps)
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
+    (eval_lm.backend); the layers must then really be that kernel's, never a fallback. An AWQ
+    folder loads in float32 (float16 on CUDA) with GPTQModel's pick of its AWQ kernels (on a CPU the int4pack
+    TorchAtenAwqLinear, the AWQ twin of gptq_torch_aten), recorded by `kernels`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, AwqConfig, GPTQConfig
 
     tok = AutoTokenizer.from_pretrained(folder)
     qc = json.loads((Path(folder) / "config.json").read_text()).get("quantization_config")
     if not qc:
         return AutoModelForCausalLM.from_pretrained(folder, device_map=device).eval(), tok
+    if method_of(folder) == "awq":
+        return AutoModelForCausalLM.from_pretrained(
+            folder, device_map=device,   # CPU: float32 as the base; CUDA: AWQ's GEMM kernels take fp16
+            dtype=torch.float32 if device == "cpu" else torch.float16,
+            quantization_config=AwqConfig(bits=qc["bits"], backend="auto")).eval(), tok
     name = kernel_for(backend, qc["bits"])
     model = AutoModelForCausalLM.from_pretrained(
         folder, device_map=device, quantization_config=GPTQConfig(bits=qc["bits"], backend=name)).eval()

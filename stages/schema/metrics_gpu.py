@@ -11,7 +11,7 @@ from stages.schema.metrics_base import Energy, Record
 
 class Decode(Record):
     batch: int = Field(ge=1)
-    cache: Literal["dynamic", "static"]   # static: compiled decode step (CUDA graphs)
+    cache: Literal["dynamic", "static", "graph"]   # static: compiled step; graph: captured step
     tokens_per_s: float = Field(gt=0)     # batch x new tokens / median wall time
     energy: Energy                        # NVML, J per decoded token (unit token)
 
@@ -36,7 +36,7 @@ class LmGpu(Record):
     acc: Optional[float] = Field(default=None, ge=0, le=1)   # null for speed-only models
     kernels: dict[str, int]                # layer class -> layers that ran it
     decode_tokens_per_s: float = Field(gt=0)            # batch 1, the faster cache
-    decode_cache: Literal["dynamic", "static"]          # which cache that was
+    decode_cache: Literal["dynamic", "static", "graph"]  # which cache that was
     prefill_tokens_per_s: float = Field(gt=0)           # batch 1
     decode: list[Decode]                                # every decode batch timed
     energy_j_per_token_decode: float = Field(ge=0)      # the same batch-1 runs, NVML, gross

@@ -94,6 +94,7 @@ class GpuLm(Section):
     speed_repeats: int = Field(ge=1)
     profile_tokens: int = Field(ge=0)  # 0 = no profile
     static_cache: bool                 # also batch-1 decode with a static cache (compiled step)
+    cuda_graph: bool                   # also batch-1 decode with the step captured as a CUDA graph
 
     @model_validator(mode="after")
     def _known(self):   # the shapes' names: lm_gpu checks them first (stages/models/llama_shapes.py)

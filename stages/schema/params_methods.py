@@ -1,5 +1,5 @@
 """The compression-method sections of params.yaml beyond lm_quantize/lm_rtn: pruning,
-distillation, GPTQ as a chain step, and the chains that compose them (stage lm_chain)."""
+distillation, GPTQ and AWQ as chain steps, and the chains that compose them (stage lm_chain)."""
 from __future__ import annotations
 
 import re
@@ -9,9 +9,9 @@ from pydantic import Field, model_validator
 
 from stages.schema.section import Section
 
-CHAIN_METHODS = ("prune", "distill", "gptq")
-QUANTIZED = ("gptq",)          # packed weights: nothing can prune or train them afterwards
-RESERVED = ("base", "gptq", "rtn", "ort")   # models/llm/<name> of other stages
+CHAIN_METHODS = ("prune", "distill", "gptq", "awq")
+QUANTIZED = ("gptq", "awq")     # packed weights: nothing can prune or train them afterwards
+RESERVED = ("base", "gptq", "rtn", "ort", "gguf", "ov")   # models/llm/<name> of other stages
 
 
 class Prune(Section):
@@ -34,18 +34,24 @@ class GptqStep(Section):
     bits: Literal[2, 3, 4, 8]
 
 
+class AwqStep(Section):
+    bits: Literal[4]        # AWQ's GEMM format packs 4-bit weights only
+
+
 class ChainNode(Section):
     input: str                               # "base" or another node
-    method: Literal["prune", "distill", "gptq"]
+    method: Literal["prune", "distill", "gptq", "awq"]
     pattern: Optional[Literal["unstructured", "2:4"]] = None   # prune: overrides prune.pattern
-    bits: Optional[Literal[2, 3, 4, 8]] = None                   # gptq: overrides gptq.bits
+    bits: Optional[Literal[2, 3, 4, 8]] = None                   # gptq/awq: overrides <method>.bits
 
     @model_validator(mode="after")
     def _overrides(self):
         if self.pattern is not None and self.method != "prune":
             raise ValueError(f"'pattern' is a prune knob, not {self.method}'s")
-        if self.bits is not None and self.method != "gptq":
-            raise ValueError(f"'bits' is a gptq knob, not {self.method}'s")
+        if self.bits is not None and self.method not in QUANTIZED:
+            raise ValueError(f"'bits' is a knob of {QUANTIZED}, not {self.method}'s")
+        if self.method == "awq" and self.bits not in (None, 4):
+            raise ValueError(f"AWQ packs 4-bit weights only, not {self.bits}")
         return self
 
 
@@ -72,8 +78,8 @@ def check_chains(chains: dict[str, ChainNode]) -> None:
             seen.add(cur)
             cur = chains[cur].input
         done = steps(chains, node.input) if node.input != "base" else []
-        if node.method != "gptq" and any(m in QUANTIZED for m in done):
+        if node.method not in QUANTIZED and any(m in QUANTIZED for m in done):
             raise ValueError(f"chain node {name!r}: cannot {node.method} after {'+'.join(done)}: "
                              "the weights are packed integers (put quantization last)")
-        if node.method == "gptq" and any(m in QUANTIZED for m in done):
+        if node.method in QUANTIZED and any(m in QUANTIZED for m in done):
             raise ValueError(f"chain node {name!r}: quantizes an already quantized model")

@@ -11,7 +11,7 @@ from stages.schema.variants import RUNTIME_PRECISIONS, split_variant  # noqa: F4
 
 from stages.schema import kernels
 from stages.schema.params_lm import BenchLm, EvalLm, GpuLm, Lambada, Llm, Quant
-from stages.schema.params_methods import ChainNode, Distill, GptqStep, Prune, check_chains
+from stages.schema.params_methods import AwqStep, ChainNode, Distill, GptqStep, Prune, check_chains
 from stages.schema.runtimes_model import LmRuntimes
 from stages.schema.section import Section, listify
 
@@ -105,6 +105,7 @@ class Params(Section):
     prune: Prune
     distill: Distill
     gptq: GptqStep
+    awq: AwqStep
     chains: dict[str, ChainNode]
 
     @field_validator("chains")
@@ -114,7 +115,7 @@ class Params(Section):
         return chains
 
     def chain_bits(self) -> list[int]:
-        """Every width some chain node quantizes to."""
+        """Every width some chain node GPTQ-quantizes to (AWQ folders load with AWQ's kernels)."""
         return sorted({n.bits or self.gptq.bits for n in self.chains.values() if n.method == "gptq"})
 
     @model_validator(mode="after")

@@ -1,0 +1,74 @@
+"""AWQ (Lin et al., 2024): activation-aware weight quantization through GPTQModel 7.6's
+METHOD.AWQ, at the same group size and on the same calibration passages as GPTQ.
+
+AWQ searches, per layer, the input-channel scales that protect the weights seen by large
+activations, folds them into the previous op, then rounds to nearest: no Hessian updates.
+
+On a CPU (checked here): the scale search runs, but GPTQModel's automatic packing kernel is
+CUDA's GEMM ("AWQ: CUDA is not available"), so the portable packer AwqTorchLinear is asked for
+(BACKEND.AWQ_TORCH, on every device). It takes float16/bfloat16 only, so the CPU path runs in
+bfloat16 and CUDA in float16. Letting it pack a float32 search (its dtype list widened) gave a
+checkpoint that scores 0 on the tiny model, cause not found: not done. A CPU without native
+bfloat16 (an AVX2 one) is ~50x slower in bfloat16 matmuls than in float32, about 50 min for
+SmolLM2 here: run AWQ with quant.device=cuda where a GPU is lent (README "Methods").
+The checkpoint is AWQ's GEMM format (float16 scales), which the CPU kernels
+TorchAtenAwqLinear (int4pack), TorchFusedAwqLinear and AwqTorchLinear load in float32.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from stages.core.errors import PipelineError
+from stages.methods.rtn import scrub
+
+BITS = (4,)   # AWQ's GEMM format packs 4-bit weights only
+OC_BATCH = 64  # GPTQModel's clip search takes output channels in blocks of 64 (or 256)
+
+
+def check(base: Path, group_size: int) -> None:
+    """A one-line error, before any work, for a model AWQ's clip search cannot take: every
+    projection's outputs a multiple of 64, its inputs a multiple of the group size."""
+    c = json.loads((Path(base) / "config.json").read_text())
+    head = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    widths = {"hidden_size": c["hidden_size"], "intermediate_size": c["intermediate_size"],
+              "k/v outputs": head * c.get("num_key_value_heads", c["num_attention_heads"])}
+    for name, width in widths.items():
+        if width % OC_BATCH or (group_size > 0 and width % group_size):
+            raise PipelineError(f"AWQ needs every projection width divisible by {OC_BATCH} and by "
+                                f"quant.group_size={group_size}; {base.name}'s {name} is {width}")
+
+
+def quantize(base: Path, texts: list[str], bits: int, cfg: dict, seed: int, dest: Path) -> float:
+    """AWQ-quantize at `bits` with cfg's group_size/calib_seq_len, save to dest, return seconds."""
+    if bits not in BITS:
+        raise ValueError(f"AWQ packs {BITS} bits, not {bits}")
+    check(base, cfg["group_size"])
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, cfg["threads"])))  # as rtn.py
+    import torch
+    from gptqmodel import BACKEND, GPTQModel
+    from gptqmodel.quantization.config import AWQConfig
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(base)
+    # the first calib_seq_len tokens of each passage, as GPTQ's tokenized_calibration
+    calib = [tok(t, add_special_tokens=False)["input_ids"][:cfg["calib_seq_len"]] for t in texts]
+    qcfg = AWQConfig(bits=bits, group_size=cfg["group_size"], sym=True)   # sym: as GPTQ and RTN
+    cuda = cfg["device"] == "cuda"
+    base, dest = Path(base).resolve(), Path(dest).resolve()
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):   # GPTQModel's ./logs
+        t0 = time.perf_counter()
+        model = GPTQModel.load(str(base), quantize_config=qcfg, device=cfg["device"],
+                               dtype=torch.float16 if cuda else torch.bfloat16)
+        model.quantize(calib, batch_size=1, backend=BACKEND.AWQ_TORCH)
+        seconds = time.perf_counter() - t0
+        model.save(str(dest))
+        del model
+    scrub(dest)
+    return seconds
+

@@ -1,0 +1,88 @@
+"""AWQ (stages/methods/awq.py) as a chain step on the tiny Llama of test_lm_models: it runs on
+a CPU, writes an AWQ GEMM folder that loads with a CPU AWQ kernel and keeps the tiny model's
+accuracy, is deterministic and path-free, and composes only where it can (seconds)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages.core.errors import PipelineError
+from stages.entry import lm_chain
+from stages.runtimes import torch_lm as R
+from tests.det_fixtures import write_params
+from tests.test_lm_methods import chains_params
+from tests.test_lm_models import (CALIB, absolute_paths, evaluate, load_state, one_thread,  # noqa: F401
+                                  tiny, train_tiny, write_jsonl)
+
+CHAINS = {"awq": {"input": "base", "method": "awq"}}
+
+
+def awq(tiny, tmp, node: str = "awq", **quant):
+    params = write_params(tmp / "params.yaml", chains=CHAINS,
+                          **{"quant.calib_size": 8, "quant.calib_seq_len": 32, "quant.group_size": 64,
+                             **{f"quant.{k}": v for k, v in quant.items()}})
+    calib = write_jsonl(tmp / "calib.jsonl", CALIB)
+    lm_chain.main(["--node", node, "--input", str(tiny), "--teacher", str(tiny), "--calib", str(calib),
+                   "--out", str(tmp / node), "--metrics", str(tmp / f"{node}.json"), "--params", str(params)])
+    return tmp / node, json.loads((tmp / f"{node}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def mha(tmp_path_factory):
+    """The tiny Llama with 4 key/value heads: every projection has 64 outputs, as AWQ's clip
+    search needs (SmolLM2-135M's are 192, 576 and 1536)."""
+    return train_tiny(tmp_path_factory.mktemp("mha") / "base", kv_heads=4)
+
+
+@pytest.fixture(scope="module")
+def awq_out(mha, tmp_path_factory):
+    return awq(mha, tmp_path_factory.mktemp("awq"))
+
+
+def test_a_model_awq_cannot_take_is_a_one_line_error_before_work(tiny, tmp_path):
+    with pytest.raises(PipelineError, match=r"AWQ needs every projection width divisible by 64.*k/v outputs is 32") as exc:
+        awq(tiny, tmp_path)   # 2 kv heads of 16: 32 outputs
+    assert "\n" not in str(exc.value) and not (tmp_path / "awq").exists()
+
+
+def test_awq_writes_a_4bit_gemm_folder_that_loads_with_a_cpu_awq_kernel(awq_out):
+    folder, metrics = awq_out
+    assert (metrics["method"], metrics["step"], metrics["bits"], metrics["sparsity"]) == ("awq", "awq", 4, 0.0)
+    assert metrics["compress_energy"]["joules"] > 0 and metrics["compress_time_s"] > 0
+    q = json.loads((folder / "int4" / "config.json").read_text())["quantization_config"]
+    assert (q["quant_method"], q["bits"], q["group_size"], q["format"]) == ("awq", 4, 64, "gemm")
+    assert R.method_of(folder / "int4") == "awq" and R.bits_of(folder / "int4") == 4
+    model, _ = R.load(folder / "int4", "cpu")
+    ran = set(R.kernels(model)) - {"Linear"}
+    assert len(ran) == 1 and ran.pop().endswith("AwqLinear"), R.kernels(model)   # 14 packed layers
+    assert sum(n for k, n in R.kernels(model).items() if k != "Linear") == 14
+    assert not absolute_paths(q) and not (folder / "int4" / "quant_log.csv").exists()
+
+
+def test_awq_keeps_the_tiny_models_accuracy(awq_out, mha, tmp_path):
+    base = evaluate(mha, tmp_path)["base"]
+    quant = evaluate(awq_out[0], tmp_path)["int4"]
+    assert base["acc"] >= 0.9   # the tiny model has memorised its texts
+    assert quant["acc"] >= base["acc"] - 0.2 and quant["ppl"] < 2 * base["ppl"], (quant, base)
+    assert quant["kernels"] and any(k.endswith("AwqLinear") for k in quant["kernels"])
+
+
+def test_awq_is_deterministic(awq_out, mha, tmp_path):
+    again, _ = awq(mha, tmp_path)
+    first, second = load_state(awq_out[0] / "int4"), load_state(again / "int4")
+    assert first.keys() == second.keys()
+    assert all((first[k] == second[k]).all() for k in first)
+
+
+@pytest.mark.parametrize("chains, message", [
+    ({"a": {"input": "base", "method": "awq", "bits": 8}}, "AWQ packs 4-bit weights only"),
+    ({"a": {"input": "base", "method": "awq"}, "a+p": {"input": "a", "method": "prune"}}, "cannot prune after awq"),
+    ({"g": {"input": "base", "method": "gptq"}, "g+a": {"input": "g", "method": "awq"}}, "already quantized"),
+    ({"a": {"input": "base", "method": "distill", "bits": 4}}, "'bits' is a knob of"),
+    ({"ov": {"input": "base", "method": "awq"}}, "not one of"),
+])
+def test_bad_awq_chains_are_one_line_errors(tmp_path, chains, message):
+    with pytest.raises(PipelineError) as exc:
+        chains_params(tmp_path, chains)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
