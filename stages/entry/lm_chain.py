@@ -85,12 +85,12 @@ def quant_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict
     cfg = p["quant"]
     bits = p["chains"][node].get("bits") or p[method]["bits"]   # the node's own width, if it sets one
     texts = read_calibration(args.calib, cfg["calib_size"], p["seed"])
+    tok = AutoTokenizer.from_pretrained(args.input)
+    calib = gptq.tokenized_calibration(tok, texts, cfg["calib_seq_len"])   # one cut for both methods
     tmp.mkdir()
     if method == "awq":
-        awq.quantize(args.input, texts, bits, cfg, p["seed"], tmp / f"int{bits}")
+        awq.quantize(args.input, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
     else:
-        tok = AutoTokenizer.from_pretrained(args.input)
-        calib = gptq.tokenized_calibration(tok, texts, cfg["calib_seq_len"])
         gptq.quantize(args.input, tok, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
     model, _ = load(args.input)   # sparsity: of the weights the quantizer was given
     return {"bits": bits, "sparsity": round(PR.sparsity(model), 6) if pruned else 0.0}

@@ -43,8 +43,9 @@ def check(base: Path, group_size: int) -> None:
                                 f"quant.group_size={group_size}; {base.name}'s {name} is {width}")
 
 
-def quantize(base: Path, texts: list[str], bits: int, cfg: dict, seed: int, dest: Path) -> float:
-    """AWQ-quantize at `bits` with cfg's group_size/calib_seq_len, save to dest, return seconds."""
+def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, dest: Path) -> float:
+    """AWQ-quantize at `bits` with cfg's group_size on `calib` (gptq.tokenized_calibration's
+    examples, the same as GPTQ's), save to dest, return seconds."""
     if bits not in BITS:
         raise ValueError(f"AWQ packs {BITS} bits, not {bits}")
     check(base, cfg["group_size"])
@@ -52,12 +53,9 @@ def quantize(base: Path, texts: list[str], bits: int, cfg: dict, seed: int, dest
     import torch
     from gptqmodel import BACKEND, GPTQModel
     from gptqmodel.quantization.config import AWQConfig
-    from transformers import AutoTokenizer
 
     torch.manual_seed(seed)
-    tok = AutoTokenizer.from_pretrained(base)
-    # the first calib_seq_len tokens of each passage, as GPTQ's tokenized_calibration
-    calib = [tok(t, add_special_tokens=False)["input_ids"][:cfg["calib_seq_len"]] for t in texts]
+    ids = [c["input_ids"][0] for c in calib]   # GPTQModel takes the token lists
     qcfg = AWQConfig(bits=bits, group_size=cfg["group_size"], sym=True)   # sym: as GPTQ and RTN
     cuda = cfg["device"] == "cuda"
     base, dest = Path(base).resolve(), Path(dest).resolve()
@@ -65,7 +63,7 @@ def quantize(base: Path, texts: list[str], bits: int, cfg: dict, seed: int, dest
         t0 = time.perf_counter()
         model = GPTQModel.load(str(base), quantize_config=qcfg, device=cfg["device"],
                                dtype=torch.float16 if cuda else torch.bfloat16)
-        model.quantize(calib, batch_size=1, backend=BACKEND.AWQ_TORCH)
+        model.quantize(ids, batch_size=1, backend=BACKEND.AWQ_TORCH)
         seconds = time.perf_counter() - t0
         model.save(str(dest))
         del model
