@@ -96,6 +96,28 @@ def test_random_gptq_checkpoint_loads_and_runs_through_gptqmodel(tiny_gptq):
     assert out["bytes_per_token"] > out["packed"]   # plus the head, norms, g_idx
 
 
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_random_gptq_weights_have_the_fp16_inits_spread(tmp_path, bits):
+    """The dequantized random codes, (code - zero) * scale, have the 0.02 std of the fp16 init,
+    so a deep shape keeps finite activations in float16 (a 1.7x wider spread overflowed the
+    28-layer 3B shape: NaN logits)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(**{**TINY, "num_hidden_layers": 1})
+    t = load_file(L.write_gptq(cfg, bits, 32, tmp_path / "q") / "model.safetensors")
+    q = "model.layers.0.mlp.down_proj."
+    per, mask = 32 // bits, 2 ** bits - 1
+    codes = torch.stack([(t[q + "qweight"] >> (bits * j)) & mask for j in range(per)], 1).flatten(0, 1)
+    zeros = torch.stack([(t[q + "qzeros"] >> (bits * j)) & mask for j in range(per)], -1).flatten(1) + 1
+    w = (codes - zeros.repeat_interleave(32, 0)).float() * t[q + "scales"].float().repeat_interleave(32, 0)
+    assert codes.shape == (cfg.intermediate_size, cfg.hidden_size)
+    half_step = t[q + "scales"].float().mean().item() / 2   # the grid -2^(b-1) .. 2^(b-1)-1 is off by half a step
+    assert w.mean().item() == pytest.approx(-half_step, abs=0.002)
+    assert w.std().item() == pytest.approx(0.02, rel=0.08)
+
+
 def test_bad_gptq_shape_is_refused(tmp_path):
     from transformers import LlamaConfig
 

@@ -87,4 +87,14 @@ def graph_decode(model, cfg: dict, meter, vocab: int, seed: int = 0) -> dict:
             d.advance(nxt)
 
     _, t, e = meter.repeats(decode, cfg["speed_repeats"], n, "token", torch.cuda.synchronize, warmup=1)
-    return {"batch": 1, "cache": "graph", "tokens_per_s": n / statistics.median(t), "energy": e}
+    out = {"batch": 1, "cache": "graph", "tokens_per_s": n / statistics.median(t), "energy": e}
+    if cfg["profile_tokens"]:   # where a replayed step's time goes: kernels, not launches now
+        from stages.meters.gpu import profiled
+
+        def replays():
+            for _ in range(cfg["profile_tokens"]):
+                graph.replay()
+                d.advance(nxt)
+        d.prefill()
+        out["profile"] = profiled(replays, cfg["profile_tokens"])
+    return out

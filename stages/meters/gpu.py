@@ -78,16 +78,24 @@ def static_decode(model, cfg: dict, meter, vocab: int, seed: int = 0) -> dict:
 def kernel_time_fraction(model, vocab: int, tokens: int = 16) -> dict:
     """One batch-1 greedy generation under torch.profiler: the summed CUDA kernel time per
     decoded token over the wall time per token. Far below 1 means the GPU waits on launches."""
-    import time
-
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     prompt = torch.randint(0, vocab, (1, 32)).cuda()
     run = lambda: model.generate(prompt, attention_mask=torch.ones_like(prompt),  # noqa: E731
                                  do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens,
                                  pad_token_id=0)
     run()
+    return profiled(run, tokens)
+
+
+def profiled(run, tokens: int) -> dict:
+    """`run` (which decodes `tokens` tokens) once under torch.profiler: kernel vs wall time per
+    token, kernel launches per token and the five kernels with the most GPU time."""
+    import time
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()

@@ -95,8 +95,10 @@ def write_gptq(cfg, bits: int, group_size: int, dest: Path, device: str = "cpu",
             zero = sum((2 ** (bits - 1) - 1) << (bits * j) for j in range(per))
             zero = zero - 2**32 if zero >= 2**31 else zero
             tensors[q + "qzeros"] = torch.full((k // group_size, n // per), zero, dtype=torch.int32, device=device)
-            # scale of the init's 0.02 standard deviation over the grid's half range
-            tensors[q + "scales"] = torch.full((k // group_size, n), 0.02 * 3 / 2 ** (bits - 1),
+            # uniform codes over 2^bits levels have std ~ scale * 2^(bits-1) / sqrt(3): this scale
+            # gives the init's 0.02 std (3x the half range gave 0.035, whose residual stream
+            # overflowed float16 in the 28-layer 3B shape: NaN logits on 2026-12-03)
+            tensors[q + "scales"] = torch.full((k // group_size, n), 0.02 * 3 ** 0.5 / 2 ** (bits - 1),
                                                dtype=torch.float16, device=device)
             tensors[q + "g_idx"] = torch.arange(k, dtype=torch.int32, device=device) // group_size
     dest.mkdir(parents=True, exist_ok=True)

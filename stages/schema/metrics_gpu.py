@@ -9,20 +9,21 @@ from pydantic import Field, model_validator
 from stages.schema.metrics_base import Energy, Record
 
 
-class Decode(Record):
-    batch: int = Field(ge=1)
-    cache: Literal["dynamic", "static", "graph"]   # static: compiled step; graph: captured step
-    tokens_per_s: float = Field(gt=0)     # batch x new tokens / median wall time
-    energy: Energy                        # NVML, J per decoded token (unit token)
-
-
 class Profile(Record):
-    """Where a batch-1 decode step's time goes (torch.profiler, one generation)."""
+    """Where a batch-1 decode step's time goes (torch.profiler, one generation or replays)."""
     wall_s_per_token: float = Field(gt=0)
     kernel_s_per_token: float = Field(ge=0)   # summed CUDA kernel time
     kernel_time_fraction: float = Field(ge=0)  # kernel / wall: far below 1 = launch-bound
     kernels_per_token: float = Field(ge=0)
     top_kernels: dict[str, float]             # kernel -> total seconds in the profiled run
+
+
+class Decode(Record):
+    batch: int = Field(ge=1)
+    cache: Literal["dynamic", "static", "graph"]   # static: compiled step; graph: captured step
+    tokens_per_s: float = Field(gt=0)     # batch x new tokens / median wall time
+    energy: Energy                        # NVML, J per decoded token (unit token)
+    profile: Optional[Profile] = None   # graph: where a replayed step's time goes
 
 
 class LmGpu(Record):
