@@ -60,3 +60,46 @@ def test_a_bad_gpu_file_is_a_one_line_error_naming_it(tmp_path, damage, message)
 def test_no_speed_files_is_an_error(tmp_path):
     with pytest.raises(PipelineError, match="no GPU speed files"):
         G.load(tmp_path)
+
+
+def test_a_later_file_replaces_the_rows_and_failures_it_re_measures(tmp_path):
+    """speed_shapes_graph_3b.json re-ran the 3B shape: its rows win over speed_shapes_graph.json's,
+    and the older file's 'NaN logits' failure of 3B int4 no longer shows."""
+    shutil.copytree(GPU, tmp_path / "gpu")
+    old = json.loads((GPU / "speed_shapes_graph.json").read_text())
+    assert "llama-3.2-3b-int4-gptq_marlin-graph" in old["failed"]
+    gpu = G.load(tmp_path / "gpu")
+    new = json.loads((GPU / "speed_shapes_graph_3b.json").read_text())["variants"]
+    row = gpu["rows"]["llama-3.2-3b-int4-gptq_marlin"]
+    assert row["decode_tokens_per_s"] == new["llama-3.2-3b-int4-gptq_marlin"]["decode_tokens_per_s"]
+    assert "llama-3.2-3b-int4-gptq_marlin-graph" not in gpu["failed"]
+    assert "tinyllama-1.1b-fp16" in gpu["rows"]          # rows it did not re-measure stay
+    (tmp_path / "gpu" / "speed_shapes_graph_3b.json").unlink()
+    assert "llama-3.2-3b-int4-gptq_marlin-graph" in G.load(tmp_path / "gpu")["failed"]
+
+
+def test_method_table_puts_gptq_beside_awq_and_rtn_and_needs_each_cost_file(tmp_path):
+    gpu = G.load(GPU)
+    lines = G.method_table(gpu)
+    body = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
+    assert set(body) == {"gptq", "awq", "rtn"}
+    assert f"{gpu['evals']['int4']['acc']:.4f}" in body["gptq"]
+    for m in ("awq", "rtn"):
+        assert f"{gpu['methods'][m]['acc']:.4f}" in body[m] and gpu["methods"][m]["compress_j"] > 0
+    shutil.copytree(GPU, tmp_path / "gpu")
+    (tmp_path / "gpu" / "methods" / "awq.json").unlink()
+    with pytest.raises(PipelineError, match="no cost file awq.json"):
+        G.load(tmp_path / "gpu")
+
+
+def test_profile_table_reports_the_graph_replay_profiles_per_token():
+    from stages.reporting.gpu_profile import profile_table
+
+    gpu = G.load(GPU)
+    lines = profile_table(gpu["rows"])
+    r = gpu["rows"]["llama-3.2-3b-int4-gptq_marlin"]
+    p = next(d for d in r["decode"] if d["cache"] == "graph")["profile"]
+    line = next(x for x in lines if "`llama-3.2-3b-int4-gptq_marlin`" in x)
+    assert f"| {1e3 * p['wall_s_per_token']:.2f} | {1e3 * p['kernel_s_per_token']:.2f} |" in line
+    top = max(p["top_kernels"].values()) / r["profile_tokens"]
+    assert f"| {1e3 * top:.2f} |" in line and p["kernel_s_per_token"] <= p["wall_s_per_token"]

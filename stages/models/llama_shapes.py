@@ -89,16 +89,20 @@ def write_gptq(cfg, bits: int, group_size: int, dest: Path, device: str = "cpu",
             tensors[p + norm + ".weight"] = torch.ones(cfg.hidden_size, dtype=torch.float16, device=device)
         for name, (k, n) in linear_shapes(cfg).items():
             q = p + name + "."
-            tensors[q + "qweight"] = torch.randint(-2**31, 2**31 - 1, (k // per, n), generator=g,
-                                                   dtype=torch.int32, device=device)
+            # codes 1 .. 2^bits - 1: symmetric about the midpoint zero 2^(bits-1), so the weights
+            # have mean 0 (the full range's half-step offset made 2-bit activations overflow)
+            codes = torch.randint(1, 2 ** bits, (k // per, per, n), generator=g, device=device)
+            packed = sum((codes[:, j].to(torch.int64) << (bits * j)) for j in range(per))
+            tensors[q + "qweight"] = (packed - (packed >= 2**31) * 2**32).to(torch.int32)
             # symmetric grid: every zero point is the midpoint 2^(bits-1) (stored minus 1, GPTQ v1)
             zero = sum((2 ** (bits - 1) - 1) << (bits * j) for j in range(per))
             zero = zero - 2**32 if zero >= 2**31 else zero
             tensors[q + "qzeros"] = torch.full((k // group_size, n // per), zero, dtype=torch.int32, device=device)
-            # uniform codes over 2^bits levels have std ~ scale * 2^(bits-1) / sqrt(3): this scale
-            # gives the init's 0.02 std (3x the half range gave 0.035, whose residual stream
-            # overflowed float16 in the 28-layer 3B shape: NaN logits on 2026-12-03)
-            tensors[q + "scales"] = torch.full((k // group_size, n), 0.02 * 3 ** 0.5 / 2 ** (bits - 1),
+            # integers uniform on -m..m (m = 2^(bits-1) - 1) have variance m(m+1)/3: this scale
+            # gives the fp16 init's 0.02 std (a 0.035 std overflowed float16 in the 28-layer 3B
+            # shape: NaN logits on 2026-12-03)
+            m = 2 ** (bits - 1) - 1
+            tensors[q + "scales"] = torch.full((k // group_size, n), 0.02 / (m * (m + 1) / 3) ** 0.5,
                                                dtype=torch.float16, device=device)
             tensors[q + "g_idx"] = torch.arange(k, dtype=torch.int32, device=device) // group_size
     dest.mkdir(parents=True, exist_ok=True)

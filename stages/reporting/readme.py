@@ -49,6 +49,8 @@ def render_gpu(gpu: dict) -> str:
              f"{gpu['machine'].get('driver')}, CUDA {gpu['machine'].get('cuda')}); never mixed into "
              "the CPU tables above. Full report: plots/gpu/report.md.", ""] + gpu_tables.table(gpu)
     lines += ["", gpu_tables.NOTE, ""] + gpu_tables.eval_table(gpu)
+    if gpu["methods"]:
+        lines += ["", gpu_tables.METHOD_NOTE, ""] + gpu_tables.method_table(gpu)
     lines += [""] + [f"![{t}](plots/gpu/png/{s}.png)" for s, t, _ in gpu_tables.figures(gpu)]
     return "\n".join(lines + ["", GPU_END])
 

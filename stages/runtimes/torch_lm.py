@@ -64,7 +64,9 @@ def load(folder, device: str, backend: str | dict = AUTO):
         return AutoModelForCausalLM.from_pretrained(
             folder, device_map=device,   # CPU: float32 as the base; CUDA: AWQ's GEMM kernels take fp16
             dtype=torch.float32 if device == "cpu" else torch.float16,
-            quantization_config=AwqConfig(bits=qc["bits"], backend="auto")).eval(), tok
+            # CUDA: the Triton GEMM, since auto's Marlin/GEMM build a C++ extension at load (minutes)
+            quantization_config=AwqConfig(bits=qc["bits"], backend="auto" if device == "cpu"
+                                          else "gemm_triton")).eval(), tok
     name = kernel_for(backend, qc["bits"])
     model = AutoModelForCausalLM.from_pretrained(
         folder, device_map=device, quantization_config=GPTQConfig(bits=qc["bits"], backend=name)).eval()
