@@ -117,6 +117,29 @@ def test_joules_per_token_times_tokens_is_the_window_energy():
     assert one["power_w"] == pytest.approx(one["joules"] / one["seconds"])
 
 
+class Stepped(Ramp):
+    """A counter that, like NVML's, only moves every 100 ms."""
+    name, min_window_s = "nvml", 0.3
+
+    def read(self) -> float:
+        return self.watts * 0.1 * math.floor((time.perf_counter() - self.t0) / 0.1)
+
+
+def test_a_coarse_counter_gets_windows_of_its_minimum_length():
+    calls = []
+    meter = E.Meter(Stepped(100.0), idle_s=0.0)
+    # the first call is a cold start (0.4 s): the window is sized on a warm call after it
+    _, times, fig = meter.repeats(lambda: time.sleep(0.02 if calls else 0.4) or calls.append(1), 3, 64, "token")
+    per_window = (len(calls) - 2) // 3                        # the warm-up and the sizing call
+    assert per_window >= 10 and len(times) == 3              # >= 0.3 s of 20 ms calls
+    assert all(0.015 < t < 0.05 for t in times)               # seconds per call, not per window
+    assert fig["units"] == 3 * 64 * per_window and fig["seconds"] >= 3 * 0.3
+    # each window spans >= 3 counter steps: the figure is near the true 100 W x 20 ms / 64
+    assert fig["j_per_unit"] == pytest.approx(100.0 * 0.02 / 64, rel=0.45)
+    _, _, plain = E.Meter(Ramp(100.0), idle_s=0.0).repeats(lambda: time.sleep(0.02), 3, 64, "token")
+    assert plain["units"] == 3 * 64                           # a fine counter: one call a window
+
+
 def test_blocks_time_every_call_and_meter_consecutive_blocks():
     calls = []
     meter = E.Meter(Ramp(10.0), idle_s=0.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stages.core.errors import PipelineError
-from stages.reporting import gpu as G
+from stages.reporting import gpu as G, gpu_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "metrics" / "gpu"
@@ -20,7 +20,9 @@ def test_every_committed_gpu_row_is_cuda_and_speed_only_rows_have_no_accuracy():
     assert gpu["rows"] and all(r["device"] == "cuda" and r["energy_method"].startswith("nvml")
                                for r in gpu["rows"].values())
     for name, r in gpu["rows"].items():
-        assert r["speed_only"] == (not name.startswith("smollm2")) and (r["acc"] is None)
+        # speed-only rows are named after their shape (smollm2-135m-int4-…); the pipeline's own
+        # SmolLM2 folders are smollm2-<variant>
+        assert r["speed_only"] == name.startswith(r["model"] + "-") and (r["acc"] is None)
         cells = next(line for line in G.table(gpu) if f"`{name}`" in line).split(" | ")
         assert ("n/a" in cells[2]) == r["speed_only"], name
     assert gpu["machine"]["gpu"].startswith("NVIDIA") and gpu["machine"]["driver"]
@@ -63,24 +65,27 @@ def test_no_speed_files_is_an_error(tmp_path):
 
 
 def test_a_later_file_replaces_the_rows_and_failures_it_re_measures(tmp_path):
-    """speed_shapes_graph_3b.json re-ran the 3B shape: its rows win over speed_shapes_graph.json's,
-    and the older file's 'NaN logits' failure of 3B int4 no longer shows."""
+    """Later files re-ran the 3B shape: their rows win over speed_shapes_graph.json's, and the
+    older file's 'NaN logits' failure of 3B int4 no longer shows."""
     shutil.copytree(GPU, tmp_path / "gpu")
     old = json.loads((GPU / "speed_shapes_graph.json").read_text())
     assert "llama-3.2-3b-int4-gptq_marlin-graph" in old["failed"]
     gpu = G.load(tmp_path / "gpu")
-    new = json.loads((GPU / "speed_shapes_graph_3b.json").read_text())["variants"]
-    row = gpu["rows"]["llama-3.2-3b-int4-gptq_marlin"]
-    assert row["decode_tokens_per_s"] == new["llama-3.2-3b-int4-gptq_marlin"]["decode_tokens_per_s"]
+    name = "llama-3.2-3b-int4-gptq_marlin"
+    last = [json.loads(f.read_text())["variants"] for f in sorted(GPU.glob("speed_*.json"))]
+    last = [v for v in last if name in v][-1]       # the last file by name that timed it
+    assert gpu["rows"][name]["decode_tokens_per_s"] == last[name]["decode_tokens_per_s"]
     assert "llama-3.2-3b-int4-gptq_marlin-graph" not in gpu["failed"]
     assert "tinyllama-1.1b-fp16" in gpu["rows"]          # rows it did not re-measure stay
-    (tmp_path / "gpu" / "speed_shapes_graph_3b.json").unlink()
+    for f in (tmp_path / "gpu").glob("speed_*.json"):   # without the files that re-ran it
+        if f.name > "speed_shapes_graph.json" and name in json.loads(f.read_text())["variants"]:
+            f.unlink()
     assert "llama-3.2-3b-int4-gptq_marlin-graph" in G.load(tmp_path / "gpu")["failed"]
 
 
 def test_method_table_puts_gptq_beside_awq_and_rtn_and_needs_each_cost_file(tmp_path):
     gpu = G.load(GPU)
-    lines = G.method_table(gpu)
+    lines = gpu_methods.method_table(gpu)
     body = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
     assert set(body) == {"gptq", "awq", "rtn"}
     assert f"{gpu['evals']['int4']['acc']:.4f}" in body["gptq"]
@@ -103,3 +108,26 @@ def test_profile_table_reports_the_graph_replay_profiles_per_token():
     assert f"| {1e3 * p['wall_s_per_token']:.2f} | {1e3 * p['kernel_s_per_token']:.2f} |" in line
     top = max(p["top_kernels"].values()) / r["profile_tokens"]
     assert f"| {1e3 * top:.2f} |" in line and p["kernel_s_per_token"] <= p["wall_s_per_token"]
+
+
+def test_nvml_figures_below_the_counters_step_are_pooled_or_not_shown(tmp_path):
+    """The committed files timed one call per window: a 0.2 s graph decode window shows the
+    pooled joules (marked †), a 30 ms prefill shows n/r. A file written with >= 1 s windows
+    (energy_min_window_s) keeps its medians."""
+    (tmp_path / "gpu").mkdir()
+    data = json.loads((GPU / "speed_shapes_graph_smollm2_a.json").read_text())
+    (tmp_path / "gpu" / "speed_old.json").write_text(json.dumps(data))
+    row = G.load(tmp_path / "gpu")["rows"]["smollm2-135m-fp16"]
+    graph = next(d for d in row["decode"] if d["cache"] == "graph")["energy"]
+    assert graph["seconds"] / graph["windows"] < 1.0 and row["j_decode_pooled"]
+    assert row["j_decode"] == pytest.approx(graph["joules"] / graph["units"])
+    assert row["j_prefill"] is None
+    line = next(x for x in G.table(G.load(tmp_path / "gpu")) if "`smollm2-135m-fp16`" in x)
+    assert " † | n/r |" in line
+    for d in data["variants"]["smollm2-135m-fp16"]["decode"]:   # as a >= 1 s window run writes it
+        d["energy"]["seconds"] = max(d["energy"]["seconds"], 1.0 * d["energy"]["windows"])
+    data["energy_min_window_s"] = 1.0
+    (tmp_path / "gpu" / "speed_old.json").write_text(json.dumps(data))
+    row = G.load(tmp_path / "gpu")["rows"]["smollm2-135m-fp16"]
+    assert not row["j_decode_pooled"] and row["j_decode"] == row["energy_j_per_token_decode"]
+    assert row["j_prefill"] == row["energy_j_per_token_prefill"]

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
             torch.cuda.empty_cache()
             # rewritten (atomically) after every row: a run cut short keeps the rows it timed
             M.write(args.out, MG.LmGpuFile(machine=machine, copy_gb_s=bw, params=cfg,
-                                           variants=rows, failed=failed))
+                                           variants=rows, failed=failed,
+                                           energy_min_window_s=getattr(meter.source, "min_window_s", 0.0)))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ construction: a sleeping process uses no CPU time.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -78,23 +79,33 @@ class Meter:
 
     def repeats(self, fn, repeats: int, units: float, unit: str, sync=lambda: None,
                 warmup: int = 1):
-        """fn() `warmup` times, the idle window, then `repeats` windows of one fn() each (its
-        wall time as the speed timers take it: sync() before and after). Returns (last
-        result, [seconds per window], energy figure)."""
+        """fn() `warmup` times, the idle window, then `repeats` windows (wall time as the speed
+        timers take it: sync() before and after). A source with a coarse counter (min_window_s,
+        NVML) gets windows of that length at least: fn() runs as often as one more warm call says
+        it takes to fill one (a 34 ms prefill read alone would see one counter step or none).
+        Returns (last result, [seconds per fn() call, one per window], energy figure)."""
         for _ in range(warmup):
             fn()
-        sync()
+        calls, min_s = 1, getattr(self.source, "min_window_s", 0.0)
+        if min_s and warmup:   # one warm call sizes the window (a first call can be a cold start)
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            calls = max(1, math.ceil(min_s / max(time.perf_counter() - t0, 1e-9)))
         idle = self.idle_power()
         out, times, joules = None, [], []
         for _ in range(repeats):
             sync()
             j0, t0 = self.source.read(), time.perf_counter()
-            out = fn()
+            for _ in range(calls):
+                out = fn()
             sync()
             t1 = time.perf_counter()
             joules.append(self.source.read() - j0)
             times.append(t1 - t0)
-        return out, times, figure(self.source, unit, [units] * repeats, joules, times, idle)
+        fig = figure(self.source, unit, [units * calls] * repeats, joules, times, idle)
+        return out, [t / calls for t in times], fig
 
     def once(self, fn, units: float, unit: str, sync=lambda: None):
         """One window over fn() (no warm-up): (result, energy figure)."""

@@ -28,6 +28,13 @@ SHAPES = {
         "num_attention_heads": 32, "num_key_value_heads": 4, "vocab_size": 32000,
         "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
         "tie_word_embeddings": False, "hidden_act": "silu"},
+    "smollm2-135m": {  # https://huggingface.co/HuggingFaceTB/SmolLM2-135M/blob/main/config.json
+        # (the packaged GGUF's llama.* metadata has the same values): the pipeline's own LM,
+        # for speed rows at any kernel and width without deriving and quantizing it on the GPU
+        "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+        "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
+        "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+        "tie_word_embeddings": True, "hidden_act": "silu"},
 }
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")

@@ -7,6 +7,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from stages.core.errors import PipelineError
+from stages.meters.energy_sources import Nvml
+from stages.reporting.gpu_methods import methods
 from stages.schema import metrics as M, metrics_gpu as MG
 
 EVAL_NAME = {"smollm2-fp16": "base", "smollm2-int8-gptq_marlin": "int8",
@@ -15,12 +17,14 @@ EVAL_NAME = {"smollm2-fp16": "base", "smollm2-int8-gptq_marlin": "int8",
 NOTE = ("Decode tok/s is batch 1 with the fastest of the dynamic cache, the static cache (compiled "
         "step) and the step captured as a CUDA graph (graph); J/token is NVML over those runs. `smollm2-fp16`'s accuracy is the float32 base's (lm_eval "
         "loads the checkpoint as saved, as on the CPU); its speed row is the same weights in fp16. "
-        "Speed-only rows carry random weights in the published configs: accuracy n/a.")
-
-METHOD_NOTE = ("int4 by method on CUDA, all 5,153 official LAMBADA examples, group size 64: GPTQ and "
-               "AWQ on the same 128 calibration passages, RTN on none. GPTQ's row is the 12-02 run "
-               "(eval_gptq.json, quantize.json); AWQ (lm_chain, method awq) and RTN (lm_rtn) are "
-               "methods/, 12-03. The kernel differs by run; the fp16 kernels agree to rounding.")
+        "Speed-only rows carry random weights in the published configs: accuracy n/a. The "
+        "`smollm2-135m-*` rows are SmolLM2-135M's own config with random GPTQ codes (group size 64, "
+        "as the pipeline's): every kernel and width, with the CUDA graph decode, without deriving "
+        "and quantizing the model on the GPU; `smollm2-*` rows are the pipeline's own weights. "
+        "NVML's energy counter steps about every 100 ms: runs since energy_min_window_s meter "
+        "windows of at least 1 s (the call repeated inside). In older files a decode marked † had "
+        "shorter windows and shows the pooled joules of all its windows over their tokens; a "
+        "prefill shorter than 1 s is n/r (not resolvable: its windows saw one counter step or none).")
 
 
 def load(folder: Path) -> dict:
@@ -36,49 +40,31 @@ def load(folder: Path) -> dict:
                          if not any(k == n or k.startswith(n + "-") for n in [*file.variants, *file.failed])}
         out["failed"] |= file.failed
         for name, row in file.variants.items():
-            out["rows"][name] = row.model_dump() | {"copy_gb_s": file.copy_gb_s,
-                                                    "profile_tokens": file.params.get("profile_tokens")}
+            d = row.model_dump()
+            out["rows"][name] = d | {"copy_gb_s": file.copy_gb_s, **resolved(d, file),
+                                     "profile_tokens": file.params.get("profile_tokens")}
     order = list(dict.fromkeys(r["model"] for r in out["rows"].values()))   # a model's rows together
     out["rows"] = dict(sorted(out["rows"].items(), key=lambda kv: order.index(kv[1]["model"])))
     for f in sorted(folder.glob("eval_*.json")):
         out["evals"] |= M.read(f, M.LmEvalFile).model_dump()
     if (folder / "quantize.json").is_file():
         out["quant"] = M.read(folder / "quantize.json", M.LmQuantizeFile).model_dump()
-    out["methods"] = methods(folder / "methods")
+    out["methods"] = methods(folder / "methods")   # gpu_methods.py
     return out
 
 
-def methods(folder: Path) -> dict:
-    """int4 by method on CUDA (methods/: eval_<m>.json from lm_eval, <m>.json from lm_rtn or
-    lm_chain): {method: eval row + compress time and NVML J}."""
-    out = {}
-    for f in sorted(folder.glob("eval_*.json")):
-        m = f.stem[len("eval_"):]
-        ev = M.read(f, M.LmEvalFile).model_dump()["int4"]
-        cost = folder / f"{m}.json"
-        if not cost.is_file():
-            raise PipelineError(f"{f} has no cost file {cost.name} beside it")
-        c = M.read(cost, M.LmChain).model_dump() if m != "rtn" else \
-            M.read(cost, M.LmQuantizeFile).model_dump()["int4"]
-        out[m] = ev | {"compress_s": c.get("compress_time_s", c.get("quant_time_s")),
-                       "compress_j": c["compress_energy"]["joules"]}
-    return out
-
-
-def method_table(gpu: dict) -> list[str]:
-    """GPTQ (eval_gptq.json's int4, quantize.json) beside the other int4 methods."""
-    rows = dict(gpu["methods"])
-    if "int4" in gpu["evals"] and "int4" in gpu["quant"]:
-        q = gpu["quant"]["int4"]
-        rows = {"gptq": gpu["evals"]["int4"] | {"compress_s": q["quant_time_s"],
-                                                "compress_j": q["compress_energy"]["joules"]}} | rows
-    out = ["| int4 method | kernels | acc [95% CI] | ppl | top-k acc | compress s | compress J (NVML) |",
-           "|---" * 7 + "|"]
-    for m, e in rows.items():
-        lo, hi = e["acc_ci95"]
-        out.append(f"| {m} | {', '.join(e['kernels'])} | {e['acc']:.4f} [{lo:.4f}, {hi:.4f}] | "
-                   f"{e['ppl']:.1f} | {e['topk_acc']:.4f} | {e['compress_s']:.0f} | {e['compress_j']:,.0f} |")
-    return out
+def resolved(row: dict, file) -> dict:
+    """The per-token joules the NVML counter resolves (it steps about every 100 ms). Files
+    before energy_min_window_s timed one call per window: a batch-1 decode window under
+    Nvml.min_window_s is re-read as the pooled joules of all its windows (marked), and a
+    prefill call that short has no figure (its windows saw one counter step or none)."""
+    first = next(d for d in row["decode"] if d["batch"] == 1 and d["cache"] == row["decode_cache"])
+    e = first["energy"]
+    pooled = e["seconds"] / e["windows"] < Nvml.min_window_s
+    call_s = file.params["prefill_tokens"] / row["prefill_tokens_per_s"]
+    short = file.energy_min_window_s is None and call_s < Nvml.min_window_s
+    return {"j_decode": e["joules"] / e["units"] if pooled else row["energy_j_per_token_decode"],
+            "j_decode_pooled": pooled, "j_prefill": None if short else row["energy_j_per_token_prefill"]}
 
 
 def bound_tokens_per_s(row: dict) -> float:
@@ -98,8 +84,8 @@ def break_even(gpu: dict, width: str) -> str:
 
 def table(gpu: dict) -> list[str]:
     head = ("| variant | kernels | LAMBADA acc (lm_eval, CUDA) | decode tok/s b1 (cache) | b32 | prefill tok/s | "
-            "bound tok/s | fraction | J/token decode | size MB | GPU MB |")
-    out = [head, "|---" * 11 + "|"]
+            "bound tok/s | fraction | J/token decode | mJ/token prefill | size MB | GPU MB |")
+    out = [head, "|---" * 12 + "|"]
     for name, r in gpu["rows"].items():
         ev = gpu["evals"].get(EVAL_NAME.get(name, ""))
         acc = "n/a (random weights)" if r["speed_only"] else (f"{ev['acc']:.4f}" if ev else "–")
@@ -108,8 +94,9 @@ def table(gpu: dict) -> list[str]:
         kern = ", ".join(f"{k} {n}" for k, n in r["kernels"].items())
         out.append(f"| `{name}` | {kern} | {acc} | {r['decode_tokens_per_s']:.1f} ({r['decode_cache']}) | "
                    + (f"{b32:.0f}" if b32 else "–") + f" | {r['prefill_tokens_per_s']:.0f} | {bound:.0f} | "
-                   f"{r['bandwidth_fraction']:.3f} | {r['energy_j_per_token_decode']:.3f} | "
-                   f"{r['size_mb']:.0f} | {r['gpu_memory_mb']:.0f} |")
+                   f"{r['bandwidth_fraction']:.3f} | {r['j_decode']:.3f}{' †' if r['j_decode_pooled'] else ''} | "
+                   + ("n/r" if r["j_prefill"] is None else f"{r['j_prefill'] * 1e3:.1f}")
+                   + f" | {r['size_mb']:.0f} | {r['gpu_memory_mb']:.0f} |")
     return out
 
 
@@ -130,13 +117,13 @@ def figures(gpu: dict) -> list[tuple[str, str, go.Figure]]:
     gpu_name = gpu["machine"].get("gpu", "GPU")
     real = {n: r for n, r in gpu["rows"].items() if not r["speed_only"] and EVAL_NAME.get(n) in gpu["evals"]}
     acc = go.Figure(go.Scatter(
-        x=[r["energy_j_per_token_decode"] for r in real.values()],
+        x=[r["j_decode"] for r in real.values()],
         y=[gpu["evals"][EVAL_NAME[n]]["acc"] for n in real], text=list(real), mode="markers+text",
         textposition="top center", marker=dict(size=12)))
     acc.update_layout(title=f"SmolLM2-135M on {gpu_name}: LAMBADA acc (5,153 official) vs J per decoded token "
                             "(NVML, batch 1)", xaxis_title="J / decoded token", yaxis_title="LAMBADA acc",
                       template="plotly_white",
-                      xaxis_range=[0, 1.25 * max([r["energy_j_per_token_decode"] for r in real.values()] or [1])])
+                      xaxis_range=[0, 1.25 * max([r["j_decode"] for r in real.values()] or [1])])
     names = list(gpu["rows"])
     bound = go.Figure([
         go.Bar(name="measured decode tok/s (batch 1)", x=names, y=[gpu["rows"][n]["decode_tokens_per_s"] for n in names]),

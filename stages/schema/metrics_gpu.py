@@ -62,4 +62,6 @@ class LmGpuFile(Record):
     params: dict                              # the gpu_lm section it ran with
     variants: dict[str, LmGpu]
     failed: dict[str, str]                    # variant -> the error that stopped it
+    # since the fifth run of 2026-12-03: every energy window lasts >= this (older: one call)
+    energy_min_window_s: Optional[float] = None
 
