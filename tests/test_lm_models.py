@@ -84,8 +84,13 @@ def eager():
     """GPTQModel's TorchLinear (8/2-bit on CPU) torch.compiles its dequantization per layer:
     ~5 s a layer here, minutes for the tiny model. Same arithmetic run eagerly (the scores
     of the compiled and eager paths were checked equal once by hand)."""
-    with torch._dynamo.config.patch(disable=True):
-        yield
+    import os
+    os.environ["TORCHDYNAMO_DISABLE"] = "1"   # lm_bench times each variant in a spawned process
+    try:
+        with torch._dynamo.config.patch(disable=True):
+            yield
+    finally:
+        del os.environ["TORCHDYNAMO_DISABLE"]
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +312,10 @@ def test_bench_of_quantized_folder(gptq, tmp_path, eager):
         assert "acc" not in m.model_dump()          # speed only: the accuracy stage scores
         assert m.energy_decode.units == 4 and m.energy_prefill.units == 32  # speed_repeats=1
         assert m.energy_decode.j_per_unit * 4 == pytest.approx(m.energy_decode.joules)
+        # timed in its own spawned process: that process's peak RSS, and the same run's triad
+        assert 100 < m.peak_rss_mb < 8000 and m.bandwidth_gb_s > 0 and m.weight_bytes_per_token > 0
+        assert m.bandwidth_fraction == pytest.approx(
+            m.decode_tokens_per_s * m.weight_bytes_per_token / (m.bandwidth_gb_s * 1e9))
 
 
 class SlowTokenizer:

@@ -132,3 +132,10 @@ def test_cli_error_is_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: {f}: unknown key 'quant.bit' (did you mean 'quant.bits'?)"]
+
+
+def test_plain_keeps_a_per_width_maps_int_keys(tmp_path):
+    f = tmp_path / "params.yaml"   # a spawned bench child gets eval_lm.plain(): {4: kernel} must stay int
+    f.write_text(yaml.safe_dump(with_change("eval_lm.backend", {8: "gptq_torch", 4: "gptq_torch_aten", 2: "gptq_torch"})))
+    ev = P.load(f, ("eval_lm.backend",))["eval_lm"].plain()
+    assert ev["backend"] == {8: "gptq_torch", 4: "gptq_torch_aten", 2: "gptq_torch"}

@@ -95,9 +95,14 @@ def test_every_stage_reads_each_param_it_declares(repo):
                                             "lm_build_ort", "lm_eval_ort", "lm_bench_ort",
                                             "lm_build_gguf", "lm_eval_gguf", "lm_bench_gguf",
                                             "lm_build_ov", "lm_eval_ov", "lm_bench_ov"}
-    for r in records:  # a declared key counts as read when it or a key below it was read
-        unread = [k for k in r["declared"] if not any(s == k or s.startswith(k + ".") for s in r["read"])]
-        assert not unread, f"{r['stage']} declares {unread} in dvc.yaml but never reads them"
+    # the items of a foreach stage share one params list in dvc.yaml (ov-int4 reads the NNCF
+    # knobs, ov-fp32 does not): a declared key counts as read when some item read it, or a key below it
+    groups: dict[tuple, set] = {}
+    for r in records:
+        groups.setdefault((r["stage"], tuple(r["declared"])), set()).update(r["read"])
+    unread = {stage: [k for k in declared if not any(s == k or s.startswith(k + ".") for s in read)]
+              for (stage, declared), read in groups.items()}
+    assert not {s: u for s, u in unread.items() if u}, "stages declare params in dvc.yaml they never read"
 
 
 @pytest.mark.parametrize("change, message", [

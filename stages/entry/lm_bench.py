@@ -4,6 +4,9 @@ decode tokens/s (batch 1, greedy, exactly bench_lm.decode_tokens new tokens), pr
 tokens/s (one forward over bench_lm.prefill_tokens), and LAMBADA examples/s of the batched
 scoring loop over the first bench_lm.score_examples examples (batch eval_lm.batch_size).
 Medians after a warm-up; the file records the kernels, the machine and library versions.
+Each variant is timed in a fresh process (its peak RSS is its own: load, score, time), and the
+machine's triad bandwidth is measured in the same run, for the bound (README "Bandwidth").
+The kernel sweep (other kernels of a width) runs afterwards in this process.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 from stages.core.errors import run_main, timed
 from stages.datasets.lambada import read_texts
 from stages.meters.kernel_sweep import sweep
-from stages.meters import energy as E
+from stages.meters import bandwidth, energy as E, fresh_process
 from stages.meters.lm_speed import speeds
 from stages.meters.machine import record
 from stages.runtimes import torch_lm as R
@@ -24,11 +27,15 @@ from stages.tasks import lambada as S
 PARAMS = ("bench_lm", "eval_lm.backend", "eval_lm.batch_size", "eval_lm.k") + E.PARAMS
 
 
-def bench(folder: Path, texts: list[str], cfg: dict, ev: dict, meter: E.Meter) -> M.LmBench:
+def bench(folder: str, texts: list[str], cfg: dict, ev: dict, energy: dict) -> dict:
+    """One variant's speed, in the process that runs it (fresh_process: its peak RSS)."""
     import torch
 
+    R.setup(cfg["device"], cfg["threads"], "bench_lm.device")
+    # the meter opens here: `estimate` counts this (fresh) process's CPU time, the one that runs
+    meter = E.open_meter(energy, cfg["device"])
     batch_size, k = ev["batch_size"], ev["k"]
-    model, tok = R.load(folder, cfg["device"], ev["backend"])
+    model, tok = R.load(Path(folder), cfg["device"], ev["backend"])
     reqs = S.encode_examples(tok, texts[:cfg["score_examples"]],
                              getattr(model.config, "max_position_embeddings", 2048))
     with torch.inference_mode():
@@ -36,14 +43,10 @@ def bench(folder: Path, texts: list[str], cfg: dict, ev: dict, meter: E.Meter) -
         t0 = time.perf_counter()
         R.score_all(model, reqs, R.pad_id(tok), batch_size, k)
         seconds = time.perf_counter() - t0
-        speed, energy = speeds(model, tok, texts, cfg, meter)
-    kernels = R.kernels(model)
-    del model
-    gptq = R.method_of(folder) == "gptq"   # the sweep times GPTQ kernels (AWQ: its own pick)
-    swept = sweep(folder, R.bits_of(folder), texts, cfg, meter) if gptq else {}
-    return M.LmBench(device=cfg["device"], threads=cfg["threads"], **speed, **energy,
-                     eval_examples_per_s=len(reqs) / seconds, kernels=kernels, sweep=swept,
-                     machine=record(gpu=cfg["device"] == "cuda"))
+        speed, energy_fig = speeds(model, tok, texts, cfg, meter)
+    # every weight a decode step reads: all in memory (the tied embedding once, as the LM head)
+    return {**speed, **energy_fig, "eval_examples_per_s": len(reqs) / seconds,
+            "kernels": R.kernels(model), "weight_bytes_per_token": int(R.param_mb(model) * 1e6)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,11 +60,21 @@ def main(argv: list[str] | None = None) -> None:
     variants = R.discover(args.models)
     texts = read_texts(args.data, 0)
     R.setup(cfg["device"], cfg["threads"], "bench_lm.device")
-    meter = E.open_meter(p["energy"], cfg["device"])
+    meter = E.open_meter(p["energy"], cfg["device"])   # a bad energy param: before any timing
+    with timed("measuring memory bandwidth (triad)"):
+        bw = bandwidth.triad_gb_s()
     rows = {}
     for name, folder in variants.items():
         with timed(f"timing {name}"):
-            rows[name] = bench(folder, texts, cfg, p["eval_lm"], meter)
+            row = fresh_process.run(bench, str(folder), texts, cfg, p["eval_lm"], p["energy"])
+        # the sweep times GPTQ kernels (AWQ: its own pick), here: the row's RSS stays its own
+        gptq = R.method_of(folder) == "gptq"
+        swept = sweep(folder, R.bits_of(folder), texts, cfg, meter) if gptq else {}
+        rows[name] = M.LmBench(
+            device=cfg["device"], threads=cfg["threads"], **row, sweep=swept, bandwidth_gb_s=bw,
+            bandwidth_fraction=bandwidth.fraction(row["decode_tokens_per_s"], bw,
+                                                  row["weight_bytes_per_token"]),
+            machine=record(gpu=cfg["device"] == "cuda"))
     M.write(args.out, M.LmBenchFile(rows))
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params, PARAMS)
-    cfg, energy, name = p["bench_lm"].plain(), p["energy"].plain(), f"llamacpp-{args.variant}"
+    cfg, energy, name = p["bench_lm"], p["energy"], f"llamacpp-{args.variant}"
     E.open_meter(p["energy"]).close()   # a bad energy param or a missing counter: before any timing
     desc, _ = describe(args.variant), R.require()
     texts = read_texts(args.data, 0)[:200]

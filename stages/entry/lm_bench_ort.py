@@ -9,7 +9,6 @@ The machine's triad bandwidth is measured in the same run (stages/meters/bandwid
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from stages.core.errors import run_main, timed
 from stages.core.files import dir_size_mb
 from stages.datasets.lambada import read_texts
 from stages.entry.lm_eval_ort import describe, discover, versions
-from stages.meters import bandwidth, energy as E
+from stages.meters import bandwidth, energy as E, fresh_process
 from stages.meters.machine import record
-from stages.meters.memory import peak_rss_mb
 from stages.runtimes import ort_genai_lm as R
 from stages.schema import metrics as M, params as P
 
@@ -27,22 +25,9 @@ PARAMS = ("bench_lm.threads", "bench_lm.decode_tokens", "bench_lm.prefill_tokens
           "bench_lm.speed_repeats") + E.PARAMS
 
 
-def _child(folder: str, ids: list[int], cfg: dict, energy: dict, queue) -> None:
+def timing(folder: str, ids: list[int], cfg: dict, energy: dict) -> dict:
     # the meter opens here: `estimate` counts this process's CPU time, the one that runs
-    speed = R.speeds(Path(folder), ids, cfg, E.open_meter(energy))
-    queue.put({**speed, "peak_rss_mb": peak_rss_mb()})
-
-
-def in_fresh_process(folder: Path, ids: list[int], cfg: dict, energy: dict) -> dict:
-    """Run the timing in a fresh process (no tokenizer, torch or other variant loaded), so
-    its ru_maxrss is this variant's own peak RSS."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(str(folder), ids, cfg, energy, queue))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
+    return R.speeds(Path(folder), ids, cfg, E.open_meter(energy))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params, PARAMS)
-    cfg, energy = p["bench_lm"].plain(), p["energy"].plain()
+    cfg, energy = p["bench_lm"], p["energy"]   # Tracked: the child's reads come back
     E.open_meter(p["energy"]).close()   # a bad energy param or a missing counter: before any timing
     R.require(), R.require("onnxruntime")
     texts = read_texts(args.data, 0)[:200]
@@ -63,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name, folder in discover(args.models, args.variant).items():
         with timed(f"timing {name}"):
-            speed = in_fresh_process(folder, R.bench_ids(folder, texts), cfg, energy)
+            speed = fresh_process.run(timing, str(folder), R.bench_ids(folder, texts), cfg, energy)
         per_token = R.weight_bytes_per_token(folder)
         rows[name] = M.LmRtBench(
             **describe(name), threads=cfg["threads"], **speed, size_mb=dir_size_mb(folder),

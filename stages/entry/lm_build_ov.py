@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params, PARAMS)
-    knobs, name = p["lm_runtimes"]["openvino"].plain(), f"ov-{args.variant}"
+    knobs, name = p["lm_runtimes"]["openvino"], f"ov-{args.variant}"
     require(), require("nncf"), require_ort(), require_ort("onnx_ir")   # before any work
     base, meter, types = require_dir(args.base, "base model folder"), E.open_meter(p["energy"]), {}
     with atomic_path(args.out) as tmp, timed(f"building {name}"):

@@ -94,6 +94,11 @@ class LmBench(Record):
     energy_decode: Energy     # per decoded token, one window per speed repeat
     energy_prefill: Energy    # per prefilled token, one window per speed repeat
     machine: dict
+    # since 2026-12-03 (older files lack them): a fresh process per variant, the bound
+    peak_rss_mb: Optional[float] = Field(default=None, gt=0)   # load + score + time
+    weight_bytes_per_token: Optional[int] = Field(default=None, gt=0)
+    bandwidth_gb_s: Optional[float] = Field(default=None, gt=0)   # triad, same run
+    bandwidth_fraction: Optional[float] = Field(default=None, gt=0)
 
 
 class LmQuantize(Record):

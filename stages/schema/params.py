@@ -8,6 +8,7 @@ dict that records which keys the stage reads (tests compare them with dvc.yaml).
 from __future__ import annotations
 
 import atexit
+import copy
 import difflib
 import json
 import os
@@ -44,8 +45,20 @@ class Tracked(dict):
         self._seen.update(f"{self._prefix}{k}" for k in self.keys())
         return super().items()
 
+    def __reduce__(self):
+        # pickled (to a fresh process) without marking every key read: the copy records its
+        # own reads, which fresh_process sends back to mark_read here
+        return (Tracked, (self.plain(), self._prefix, set()))
+
+    def reads(self) -> set[str]:
+        return set(self._seen)
+
+    def mark_read(self, keys) -> None:
+        self._seen.update(keys)
+
     def plain(self) -> dict:
-        return json.loads(json.dumps(self))
+        """A plain, deep-copied dict (keys kept as they are: a per-width map keeps int keys)."""
+        return {k: v.plain() if isinstance(v, Tracked) else copy.deepcopy(v) for k, v in dict.items(self)}
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
