@@ -159,3 +159,17 @@ def test_runtime_table_ratios_stay_within_one_runtime_and_cpu():
     assert "| n/a |" in alone                  # no uncompressed row on that CPU: no ratio
     assert "Timed on 2 different CPUs** (EPYC, Xeon)" in text
     assert "different CPUs" not in table({"base": row("torch", 32, 20.0, "Xeon")})
+
+
+def test_torch_rows_prefer_their_own_rss_and_bound_over_the_other_runs_triad():
+    from stages.reporting.runtimes import NO_RSS, torch_rows
+
+    old = {"method": "none", "param_mb": 100.0, "decode_tokens_per_s": 10.0, "bench_cpu": "EPYC"}
+    new = {**old, "peak_rss_mb": 700.0, "weight_bytes_per_token": 50_000_000, "bandwidth_fraction": 0.2}
+    rows = torch_rows({"old": old, "new": new}, bw=10.0, bw_cpu="EPYC")
+    assert rows["old"]["peak_rss_mb"] is None and rows["old"]["peak_rss_mb_reason"] == NO_RSS
+    assert rows["old"]["bandwidth_fraction"] == pytest.approx(10.0 / (10e9 / 100e6))   # other run's triad
+    assert rows["new"]["peak_rss_mb"] == 700.0 and "peak_rss_mb_reason" not in rows["new"]
+    assert rows["new"]["bandwidth_fraction"] == 0.2 and rows["new"]["weight_bytes_per_token"] == 50_000_000
+    elsewhere = torch_rows({"old": {**old, "bench_cpu": "Xeon"}}, bw=10.0, bw_cpu="EPYC")
+    assert elsewhere["old"]["bandwidth_fraction"] is None   # never a ratio across machines

@@ -155,3 +155,14 @@ def test_mixed_methods_are_called_out(tmp_path):
     det["int8"]["energy_methods"] = ["rapl"]
     text = report.render(det, llm, used(), MACHINE, FIGS)
     assert "**mixed methods**" in text and "different methods" in text
+
+
+def test_the_pruning_note_states_the_dense_models_measured_spread():
+    from stages.reporting import methods
+    row = lambda tok_s, size=541.6, bits=32: {"bits": bits, "size_mb": size, "decode_tokens_per_s": tok_s}
+    llm = {"base": row(13.5), "prune": row(10.9), "prune24": row(12.4), "int4": row(16.6, 174.8, 4),
+           "distill": row(18.8, 329.2)}
+    text = methods.note(llm)
+    assert "The 3 float32 models of the base's size (`base`, `prune`, `prune24`) decode at 10.9–13.5 tok/s" in text
+    assert "`int4`" not in text and "`distill`" not in text   # other sizes are other workloads
+    assert "decode at" not in methods.note({"base": row(13.5), "int4": row(16.6, 174.8, 4)})

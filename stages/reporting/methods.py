@@ -7,10 +7,27 @@ from __future__ import annotations
 from stages.reporting.geometry import pareto
 
 NOTE = ("Pruned models are dense float32 tensors with zeros: not smaller on disk and not faster "
-        "with dense CPU kernels (their tok/s is the base model's within noise). "
+        "with dense CPU kernels.{spread} "
         "\"sparse MB\" is the size with each pruned matrix stored as a bitmask plus its nonzero "
         "values. GPTQ after pruning does not keep the zeros (its updates refill them). "
         "Compression time and energy sum every step of a chain.")
+
+
+def note(llm: dict[str, dict]) -> str:
+    """NOTE, with the decode range of the float32 models of the base's size (the base and its
+    pruned copies run the same dense work, so their spread is the run-to-run noise)."""
+    base = llm.get("base")
+    if base is None:
+        return NOTE.format(spread="")
+    same = {v: r["decode_tokens_per_s"] for v, r in llm.items()
+            if r["bits"] >= 16 and abs(r["size_mb"] - base["size_mb"]) < 0.01 * base["size_mb"]
+            and r.get("decode_tokens_per_s") is not None}
+    if len(same) < 2:
+        return NOTE.format(spread="")
+    names = ", ".join(f"`{v}`" for v in same)
+    return NOTE.format(spread=f" The {len(same)} float32 models of the base's size ({names}) decode at "
+                       f"{min(same.values()):.1f}–{max(same.values()):.1f} tok/s: one dense workload, "
+                       "so that spread is run-to-run noise on the benchmark machine, not an effect of sparsity.")
 
 
 def _pct(r: dict) -> str:
@@ -52,7 +69,7 @@ def detail(llm: dict[str, dict]) -> list[str]:
 
 def section(llm: dict[str, dict]) -> list[str]:
     return (["## Language model: compression methods and chains (PyTorch)", "", "### Method × bits", ""]
-            + grid(llm) + ["", "### Every variant", ""] + detail(llm) + ["", NOTE, ""])
+            + grid(llm) + ["", "### Every variant", ""] + detail(llm) + ["", note(llm), ""])
 
 
 def points(llm: dict[str, dict]) -> dict[str, tuple[float, float]]:

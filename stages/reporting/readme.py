@@ -2,7 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import gpu as gpu_tables, methods, runtimes
+from stages.reporting import gpu as gpu_tables, gpu_methods, methods, runtimes
 from stages.reporting.kernels import sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
@@ -32,7 +32,7 @@ def render(summary: dict, k: int) -> str:
     lines += _table(torch, LLM_METRICS, LLM_KEYS, k)
     if all("method" in r and "acc_ci95" in r for r in torch.values()):
         lines += ["", "Compression methods × bit widths (PyTorch; LAMBADA acc %, 95% interval):", ""]
-        lines += methods.grid(torch) + ["", methods.NOTE]
+        lines += methods.grid(torch) + ["", methods.note(torch)]
     if all("runtime" in r for r in summary["llm"].values()):
         lines += ["", "Language model across runtimes (one row per runtime, precision and method):",
                   "", runtimes.table(summary["llm"]), "", runtimes.NOTE]
@@ -50,7 +50,7 @@ def render_gpu(gpu: dict) -> str:
              "the CPU tables above. Full report: plots/gpu/report.md.", ""] + gpu_tables.table(gpu)
     lines += ["", gpu_tables.NOTE, ""] + gpu_tables.eval_table(gpu)
     if gpu["methods"]:
-        lines += ["", gpu_tables.METHOD_NOTE, ""] + gpu_tables.method_table(gpu)
+        lines += ["", gpu_methods.METHOD_NOTE, ""] + gpu_methods.method_table(gpu)
     lines += [""] + [f"![{t}](plots/gpu/png/{s}.png)" for s, t, _ in gpu_tables.figures(gpu)]
     return "\n".join(lines + ["", GPU_END])
 

@@ -29,16 +29,21 @@ NO_RSS = "not measured: lm_bench (PyTorch) records no peak RSS"
 
 
 def torch_rows(llm: dict[str, dict], bw: float | None, bw_cpu: str | None = None) -> dict[str, dict]:
-    """The PyTorch rows with the runtime keys. Weight bytes per token = the weights in memory
-    (param_mb: the tied table once, read as the LM head); bandwidth from the other runtimes'
-    bench run, used only for rows timed on that same CPU (`bw_cpu`; None: any)."""
+    """The PyTorch rows with the runtime keys. A bench file since 2026-12-03 carries its own
+    peak RSS (a fresh process per variant), weight bytes per token and bandwidth fraction (its
+    own triad). Older files: bytes = the weights in memory (param_mb: the tied table once, read
+    as the LM head), bandwidth from the other runtimes' bench run, used only for rows timed on
+    that same CPU (`bw_cpu`; None: any), and no RSS."""
     out = {}
     for v, r in llm.items():
-        per_token = int(r["param_mb"] * 1e6)
+        per_token = r.get("weight_bytes_per_token") or int(r["param_mb"] * 1e6)
         same = bw_cpu is None or r.get("bench_cpu") == bw_cpu
-        frac = r["decode_tokens_per_s"] / (bw * 1e9 / per_token) if bw and same else None
-        out[v] = {**r, "runtime": "torch", "method": r["method"],
-                  "peak_rss_mb": None, "peak_rss_mb_reason": NO_RSS,
+        frac = r.get("bandwidth_fraction")
+        if frac is None and bw and same:
+            frac = r["decode_tokens_per_s"] / (bw * 1e9 / per_token)
+        rss = r.get("peak_rss_mb")
+        out[v] = {**r, "runtime": "torch", "method": r["method"], "peak_rss_mb": rss,
+                  **({"peak_rss_mb_reason": NO_RSS} if rss is None else {}),
                   "weight_bytes_per_token": per_token, "bandwidth_fraction": frac}
     return out
 
