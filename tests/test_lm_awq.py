@@ -68,6 +68,31 @@ def test_awq_keeps_the_tiny_models_accuracy(awq_out, mha, tmp_path):
     assert quant["kernels"] and any(k.endswith("AwqLinear") for k in quant["kernels"])
 
 
+def test_awq_weights_are_the_scaled_originals_rounded(awq_out, mha):
+    """Each packed layer fed by a norm holds W * s rounded to 4 bits, where s is the scale AWQ
+    folded into that norm (orig_norm / new_norm). A search that corrupts its own restore copy
+    (GPTQModel 7.6 in float32 on a CPU: README "AWQ") gives relative errors 0.47-4.5 here;
+    bfloat16 and float64 give 0.10-0.32 (median 0.10)."""
+    import torch
+    from safetensors.torch import load_file
+
+    orig = load_file(str(mha / "model.safetensors"))
+    model, _ = R.load(awq_out[0] / "int4", "cpu")
+    state, errors = model.state_dict(), []
+    for i, layer in enumerate(model.model.layers):
+        for norm, mods in (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+                           ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"))):
+            key = f"model.layers.{i}.{norm}.weight"
+            s = orig[key] / state[key].float()
+            for name in mods:
+                mod = layer.get_submodule(name)
+                with torch.no_grad():   # the packed layer's effective weight, [out, in]
+                    w = mod(torch.eye(mod.in_features)).T / s.view(1, -1)
+                ref = orig[f"model.layers.{i}.{name}.weight"].float()
+                errors.append(float((w - ref).norm() / ref.norm()))
+    assert len(errors) == 10 and sorted(errors)[5] < 0.25 and max(errors) < 0.45, errors
+
+
 def test_awq_is_deterministic(awq_out, mha, tmp_path):
     again, _ = awq(mha, tmp_path)
     first, second = load_state(awq_out[0] / "int4"), load_state(again / "int4")

@@ -7,10 +7,12 @@ activations, folds them into the previous op, then rounds to nearest: no Hessian
 On a CPU (checked here): the scale search runs, but GPTQModel's automatic packing kernel is
 CUDA's GEMM ("AWQ: CUDA is not available"), so the portable packer AwqTorchLinear is asked for
 (BACKEND.AWQ_TORCH, on every device). It takes float16/bfloat16 only, so the CPU path runs in
-bfloat16 and CUDA in float16. Letting it pack a float32 search (its dtype list widened) gave a
-checkpoint that scores 0 on the tiny model, cause not found: not done. A CPU without native
-bfloat16 (an AVX2 one) is ~50x slower in bfloat16 matmuls than in float32, about 50 min for
-SmolLM2 here: run AWQ with quant.device=cuda where a GPU is lent (README "Methods").
+bfloat16 and CUDA in float16. Not float32, even with its dtype list widened: GPTQModel 7.6's
+scale search keeps its restore copy as `fc.weight.detach().to(torch.float32).cpu().contiguous()`,
+which on a CPU float32 weight is the weight itself, so every candidate scale's in-place
+quantization also overwrites the copy (the tiny model then scores 0; in float64 and bfloat16
+the copy is real, and its layers match their scaled originals: tests/test_lm_awq.py). bfloat16 speed depends on the CPU: on an AVX2-only one it is ~50x slower
+than float32 (~50 min for SmolLM2), with AVX-512 BF16 it is faster than float32 (README "AWQ").
 The checkpoint is AWQ's GEMM format (float16 scales), which the CPU kernels
 TorchAtenAwqLinear (int4pack), TorchFusedAwqLinear and AwqTorchLinear load in float32.
 """
