@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from stages.core.errors import PipelineError, log, run_main, timed
-from stages.meters import energy as E, gpu as G
+from stages.meters import bandwidth, energy as E, gpu as G
 from stages.meters.cuda_graph import graph_decode
 from stages.meters.machine import record
 from stages.models import llama_shapes as L
@@ -83,7 +83,7 @@ def measure(model, meta: dict, cfg: dict, meter, bw: float, failed: dict, name: 
                     energy_j_per_token_decode=first.energy.j_per_unit,
                     energy_j_per_token_prefill=s["energy_prefill"]["j_per_unit"],
                     energy_method=meter.method, weight_bytes_per_token=per_token,
-                    bandwidth_fraction=first.tokens_per_s * per_token / (bw * 1e9),
+                    bandwidth_fraction=bandwidth.fraction(first.tokens_per_s, bw, per_token),
                     size_mb=R.param_mb(model), gpu_memory_mb=G.memory_mb(), profile=prof, **meta)
 
 

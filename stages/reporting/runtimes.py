@@ -4,6 +4,8 @@ every LM variant carries, a table with each runtime's speed-up over its own fp32
 accuracy-vs-speed/size figures (colour = runtime, marker = precision, Pareto front)."""
 from __future__ import annotations
 
+from stages.meters.bandwidth import fraction
+
 KEYS = ("runtime", "method", "bits", "acc", "acc_ci95", "decode_tokens_per_s",
         "prefill_tokens_per_s", "size_mb", "peak_rss_mb", "weight_bytes_per_token",
         "bandwidth_fraction", "energy_method", "energy_j_per_token_decode",
@@ -40,7 +42,7 @@ def torch_rows(llm: dict[str, dict], bw: float | None, bw_cpu: str | None = None
         same = bw_cpu is None or r.get("bench_cpu") == bw_cpu
         frac = r.get("bandwidth_fraction")
         if frac is None and bw and same:
-            frac = r["decode_tokens_per_s"] / (bw * 1e9 / per_token)
+            frac = fraction(r["decode_tokens_per_s"], bw, per_token)
         rss = r.get("peak_rss_mb")
         out[v] = {**r, "runtime": "torch", "method": r["method"], "peak_rss_mb": rss,
                   **({"peak_rss_mb_reason": NO_RSS} if rss is None else {}),
