@@ -150,6 +150,22 @@ def test_a_coarse_counter_gets_windows_of_its_minimum_length(monkeypatch):
     assert plain["units"] == 3 * 64                           # a fine counter: one call a window
 
 
+def test_a_window_sized_on_a_slow_call_still_lasts_the_counters_minimum(monkeypatch):
+    # the sizing call takes 1/16 s (a busy moment), the timed ones 1/64 s: five calls would
+    # give 78 ms windows, which the 100 ms counter cannot resolve; the meter calls on to 0.3 s
+    clock, calls = [1024.0], []
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+
+    def call():
+        clock[0] += 0.0625 if len(calls) < 2 else 0.015625
+        calls.append(1)
+
+    _, times, fig = E.Meter(Stepped(100.0), idle_s=0.0).repeats(call, 3, 64, "token")
+    assert len(calls) == 2 + 3 * 20                           # ceil(0.3 s x 64) calls a window
+    assert times == pytest.approx([0.015625] * 3) and fig["units"] == 3 * 64 * 20
+    assert fig["seconds"] == pytest.approx(3 * 20 * 0.015625) and fig["seconds"] >= 3 * 0.3
+
+
 def test_blocks_time_every_call_and_meter_consecutive_blocks():
     calls = []
     meter = E.Meter(Ramp(10.0), idle_s=0.0)

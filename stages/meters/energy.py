@@ -93,19 +93,23 @@ class Meter:
             fn()
             sync()
             calls = max(1, math.ceil(min_s / max(time.perf_counter() - t0, 1e-9)))
+        else:
+            min_s = 0.0        # once(): exactly one call
         idle = self.idle_power()
-        out, times, joules = None, [], []
+        out, times, joules, done = None, [], [], []
         for _ in range(repeats):
             sync()
             j0, t0 = self.source.read(), time.perf_counter()
-            for _ in range(calls):
-                out = fn()
+            n = 0   # calls, and more while the window is short of min_s (calls faster than sized)
+            while n < calls or time.perf_counter() - t0 < min_s:
+                out, n = fn(), n + 1
             sync()
             t1 = time.perf_counter()
             joules.append(self.source.read() - j0)
             times.append(t1 - t0)
-        fig = figure(self.source, unit, [units * calls] * repeats, joules, times, idle)
-        return out, [t / calls for t in times], fig
+            done.append(n)
+        fig = figure(self.source, unit, [units * n for n in done], joules, times, idle)
+        return out, [t / n for t, n in zip(times, done)], fig
 
     def once(self, fn, units: float, unit: str, sync=lambda: None):
         """One window over fn() (no warm-up): (result, energy figure)."""
