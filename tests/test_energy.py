@@ -125,18 +125,21 @@ class Stepped(Ramp):
         return self.watts * 0.1 * math.floor((time.perf_counter() - self.t0) / 0.1)
 
 
-def test_a_coarse_counter_gets_windows_of_its_minimum_length(monkeypatch):
-    # a virtual clock: the calls "take" exactly 0.5 s (cold) then 1/32 s, however loaded the
-    # machine running the test is (real sleeps made this test fail under a busy CI run);
-    # binary fractions, so no rounding moves the call count
-    clock = [1024.0]
+def virtual_calls(monkeypatch, seconds):
+    """A call that "takes" seconds(i) on a virtual perf_counter (i: calls made before it), however
+    loaded the machine running the test is (real sleeps made these tests fail under a busy CI run).
+    Binary fractions keep rounding from moving a call count. Returns (call, list of calls made)."""
+    clock, calls = [1024.0], []
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-    calls = []
 
     def call():
-        clock[0] += 0.03125 if calls else 0.5
+        clock[0] += seconds(len(calls))
         calls.append(1)
+    return call, calls
 
+
+def test_a_coarse_counter_gets_windows_of_its_minimum_length(monkeypatch):
+    call, calls = virtual_calls(monkeypatch, lambda i: 0.5 if i == 0 else 0.03125)
     meter = E.Meter(Stepped(100.0), idle_s=0.0)
     # the first call is a cold start (0.5 s): the window is sized on a warm call after it
     _, times, fig = meter.repeats(call, 3, 64, "token")
@@ -153,13 +156,7 @@ def test_a_coarse_counter_gets_windows_of_its_minimum_length(monkeypatch):
 def test_a_window_sized_on_a_slow_call_still_lasts_the_counters_minimum(monkeypatch):
     # the sizing call takes 1/16 s (a busy moment), the timed ones 1/64 s: five calls would
     # give 78 ms windows, which the 100 ms counter cannot resolve; the meter calls on to 0.3 s
-    clock, calls = [1024.0], []
-    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-
-    def call():
-        clock[0] += 0.0625 if len(calls) < 2 else 0.015625
-        calls.append(1)
-
+    call, calls = virtual_calls(monkeypatch, lambda i: 0.0625 if i < 2 else 0.015625)
     _, times, fig = E.Meter(Stepped(100.0), idle_s=0.0).repeats(call, 3, 64, "token")
     assert len(calls) == 2 + 3 * 20                           # ceil(0.3 s x 64) calls a window
     assert times == pytest.approx([0.015625] * 3) and fig["units"] == 3 * 64 * 20

@@ -82,7 +82,7 @@ class Meter:
         """fn() `warmup` times, the idle window, then `repeats` windows (wall time as the speed
         timers take it: sync() before and after). A source with a coarse counter (min_window_s,
         NVML) gets windows of that length at least: fn() runs as often as one more warm call says
-        it takes to fill one (a 34 ms prefill read alone would see one counter step or none).
+        it takes to fill one, and on while it is shorter (a lone 34 ms prefill sees 0-1 steps).
         Returns (last result, [seconds per fn() call, one per window], energy figure)."""
         for _ in range(warmup):
             fn()
@@ -94,7 +94,7 @@ class Meter:
             sync()
             calls = max(1, math.ceil(min_s / max(time.perf_counter() - t0, 1e-9)))
         else:
-            min_s = 0.0        # once(): exactly one call
+            min_s = 0.0        # no warm-up (once()): exactly one call a window
         idle = self.idle_power()
         out, times, joules, done = None, [], [], []
         for _ in range(repeats):
