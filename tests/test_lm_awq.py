@@ -18,8 +18,8 @@ from tests.test_lm_models import (CALIB, absolute_paths, evaluate, load_state, o
 CHAINS = {"awq": {"input": "base", "method": "awq"}}
 
 
-def awq(tiny, tmp, node: str = "awq", **quant):
-    params = write_params(tmp / "params.yaml", chains=CHAINS,
+def awq(tiny, tmp, node: str = "awq", dtype: str = "auto", **quant):
+    params = write_params(tmp / "params.yaml", chains=CHAINS, **{"awq.dtype": dtype},
                           **{"quant.calib_size": 8, "quant.calib_seq_len": 32, "quant.group_size": 64,
                              **{f"quant.{k}": v for k, v in quant.items()}})
     calib = write_jsonl(tmp / "calib.jsonl", CALIB)
@@ -91,6 +91,16 @@ def test_awq_weights_are_the_scaled_originals_rounded(awq_out, mha):
                 ref = orig[f"model.layers.{i}.{name}.weight"].float()
                 errors.append(float((w - ref).norm() / ref.norm()))
     assert len(errors) == 10 and sorted(errors)[5] < 0.25 and max(errors) < 0.45, errors
+
+
+def test_awq_searches_in_the_dtype_it_is_given(awq_out, mha, tmp_path):
+    """awq.dtype: auto is bfloat16 on a CPU (float16 matmuls are ~180x slower there); float16
+    is honoured, and the two searches give different codes."""
+    saved = lambda f: json.loads((f / "int4" / "config.json").read_text())["dtype"]   # noqa: E731
+    half, _ = awq(mha, tmp_path, dtype="float16")
+    assert (saved(awq_out[0]), saved(half)) == ("bfloat16", "float16")
+    first, second = load_state(awq_out[0] / "int4"), load_state(half / "int4")
+    assert any((first[k] != second[k]).any() for k in first if k.endswith("qweight"))
 
 
 def test_awq_is_deterministic(awq_out, mha, tmp_path):

@@ -89,7 +89,7 @@ def quant_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict
     calib = gptq.tokenized_calibration(tok, texts, cfg["calib_seq_len"])   # one cut for both methods
     tmp.mkdir()
     if method == "awq":
-        awq.quantize(args.input, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
+        awq.quantize(args.input, calib, bits, cfg, p["seed"], tmp / f"int{bits}", p["awq"]["dtype"])
     else:
         gptq.quantize(args.input, tok, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
     model, _ = load(args.input)   # sparsity: of the weights the quantizer was given

@@ -6,8 +6,8 @@ activations, folds them into the previous op, then rounds to nearest: no Hessian
 
 On a CPU (checked here): the scale search runs, but GPTQModel's automatic packing kernel is
 CUDA's GEMM ("AWQ: CUDA is not available"), so the portable packer AwqTorchLinear is asked for
-(BACKEND.AWQ_TORCH, on every device). It takes float16/bfloat16 only, so the CPU path runs in
-bfloat16 and CUDA in float16. Not float32, even with its dtype list widened: GPTQModel 7.6's
+(BACKEND.AWQ_TORCH, on every device). It takes float16/bfloat16 only (awq.dtype; auto: bfloat16
+on a CPU, where float16 matmuls are ~180x slower, float16 on CUDA). Not float32, even with its dtype list widened: GPTQModel 7.6's
 scale search keeps its restore copy as `fc.weight.detach().to(torch.float32).cpu().contiguous()`,
 which on a CPU float32 weight is the weight itself, so every candidate scale's in-place
 quantization also overwrites the copy (the tiny model then scores 0; in float64 and bfloat16
@@ -45,9 +45,10 @@ def check(base: Path, group_size: int) -> None:
                                 f"quant.group_size={group_size}; {base.name}'s {name} is {width}")
 
 
-def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, dest: Path) -> float:
+def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, dest: Path,
+             dtype: str = "auto") -> float:
     """AWQ-quantize at `bits` with cfg's group_size on `calib` (gptq.tokenized_calibration's
-    examples, the same as GPTQ's), save to dest, return seconds."""
+    examples, the same as GPTQ's) in `dtype` (awq.dtype), save to dest, return seconds."""
     if bits not in BITS:
         raise ValueError(f"AWQ packs {BITS} bits, not {bits}")
     check(base, cfg["group_size"])
@@ -59,12 +60,13 @@ def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, des
     torch.manual_seed(seed)
     ids = [c["input_ids"][0] for c in calib]   # GPTQModel takes the token lists
     qcfg = AWQConfig(bits=bits, group_size=cfg["group_size"], sym=True)   # sym: as GPTQ and RTN
-    cuda = cfg["device"] == "cuda"
+    if dtype == "auto":   # float16 matmuls are ~180x slower than bfloat16 on an AVX-512 CPU
+        dtype = "float16" if cfg["device"] == "cuda" else "bfloat16"
     base, dest = Path(base).resolve(), Path(dest).resolve()
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):   # GPTQModel's ./logs
         t0 = time.perf_counter()
         model = GPTQModel.load(str(base), quantize_config=qcfg, device=cfg["device"],
-                               dtype=torch.float16 if cuda else torch.bfloat16)
+                               dtype=getattr(torch, dtype))
         model.quantize(ids, batch_size=1, backend=BACKEND.AWQ_TORCH)
         seconds = time.perf_counter() - t0
         model.save(str(dest))

@@ -36,6 +36,9 @@ class GptqStep(Section):
 
 class AwqStep(Section):
     bits: Literal[4]        # AWQ's GEMM format packs 4-bit weights only
+    # search/pack dtype; auto: float16 on CUDA, bfloat16 on a CPU. Not float32: GPTQModel 7.6's
+    # search then overwrites its own restore copy on a CPU (README "AWQ")
+    dtype: Literal["auto", "float16", "bfloat16"]
 
 
 class ChainNode(Section):
