@@ -97,8 +97,9 @@ def test_awq_searches_in_the_dtype_it_is_given(awq_out, mha, tmp_path):
     """awq.dtype: auto is bfloat16 on a CPU (float16 matmuls are ~180x slower there); float16
     is honoured, and the two searches give different codes."""
     saved = lambda f: json.loads((f / "int4" / "config.json").read_text())["dtype"]   # noqa: E731
-    half, _ = awq(mha, tmp_path, dtype="float16")
+    half, metrics = awq(mha, tmp_path, dtype="float16")
     assert (saved(awq_out[0]), saved(half)) == ("bfloat16", "float16")
+    assert (awq_out[1]["dtype"], metrics["dtype"]) == ("bfloat16", "float16")   # recorded too
     first, second = load_state(awq_out[0] / "int4"), load_state(half / "int4")
     assert any((first[k] != second[k]).any() for k in first if k.endswith("qweight"))
 

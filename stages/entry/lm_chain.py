@@ -88,12 +88,14 @@ def quant_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict
     tok = AutoTokenizer.from_pretrained(args.input)
     calib = gptq.tokenized_calibration(tok, texts, cfg["calib_seq_len"])   # one cut for both methods
     tmp.mkdir()
+    extra = {}
     if method == "awq":
-        awq.quantize(args.input, calib, bits, cfg, p["seed"], tmp / f"int{bits}", p["awq"]["dtype"])
+        extra["dtype"] = awq.search_dtype(p["awq"]["dtype"], cfg["device"])
+        awq.quantize(args.input, calib, bits, cfg, p["seed"], tmp / f"int{bits}", extra["dtype"])
     else:
         gptq.quantize(args.input, tok, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
     model, _ = load(args.input)   # sparsity: of the weights the quantizer was given
-    return {"bits": bits, "sparsity": round(PR.sparsity(model), 6) if pruned else 0.0}
+    return {"bits": bits, "sparsity": round(PR.sparsity(model), 6) if pruned else 0.0, **extra}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,12 @@ def check(base: Path, group_size: int) -> None:
                                 f"quant.group_size={group_size}; {base.name}'s {name} is {width}")
 
 
+def search_dtype(dtype: str, device: str) -> str:
+    """awq.dtype resolved: auto is float16 on CUDA and bfloat16 on a CPU, where float16 matmuls
+    are ~180x slower than bfloat16 (AVX-512 EPYC, README "AWQ")."""
+    return ("float16" if device == "cuda" else "bfloat16") if dtype == "auto" else dtype
+
+
 def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, dest: Path,
              dtype: str = "auto") -> float:
     """AWQ-quantize at `bits` with cfg's group_size on `calib` (gptq.tokenized_calibration's
@@ -60,8 +66,7 @@ def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, des
     torch.manual_seed(seed)
     ids = [c["input_ids"][0] for c in calib]   # GPTQModel takes the token lists
     qcfg = AWQConfig(bits=bits, group_size=cfg["group_size"], sym=True)   # sym: as GPTQ and RTN
-    if dtype == "auto":   # float16 matmuls are ~180x slower than bfloat16 on an AVX-512 CPU
-        dtype = "float16" if cfg["device"] == "cuda" else "bfloat16"
+    dtype = search_dtype(dtype, cfg["device"])
     base, dest = Path(base).resolve(), Path(dest).resolve()
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):   # GPTQModel's ./logs
         t0 = time.perf_counter()

@@ -125,6 +125,7 @@ class LmChain(Record):
     pattern: Optional[str] = None         # prune: unstructured | 2:4
     losses: Optional[list[float]] = None  # distill: the loss of every step
     layers: Optional[int] = None          # distill: the student's decoder layers
+    dtype: Optional[str] = None           # awq: the dtype its search and packing ran in
 
 
 AgreementFile = RootModel[dict[str, Agreement]]
