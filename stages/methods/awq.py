@@ -7,8 +7,8 @@ activations, folds them into the previous op, then rounds to nearest: no Hessian
 On a CPU (checked here): the scale search runs, but GPTQModel's automatic packing kernel is
 CUDA's GEMM ("AWQ: CUDA is not available"), so the portable packer AwqTorchLinear is asked for
 (BACKEND.AWQ_TORCH, on every device). It takes float16/bfloat16 only (awq.dtype; auto: bfloat16
-on a CPU, where float16 matmuls are ~180x slower, float16 on CUDA). Not float32, even with its dtype list widened: GPTQModel 7.6's
-scale search keeps its restore copy as `fc.weight.detach().to(torch.float32).cpu().contiguous()`,
+on a CPU, where float16 matmuls are ~180x slower, float16 on CUDA). Not float32, even with its
+dtype list widened: GPTQModel 7.6's scale search keeps its restore copy as `fc.weight.detach().to(torch.float32).cpu().contiguous()`,
 which on a CPU float32 weight is the weight itself, so every candidate scale's in-place
 quantization also overwrites the copy (the tiny model then scores 0; in float64 and bfloat16
 the copy is real, and its layers match their scaled originals: tests/test_lm_awq.py). bfloat16 speed depends on the CPU: on an AVX2-only one it is ~50x slower
