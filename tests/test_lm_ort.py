@@ -18,6 +18,7 @@ from stages.entry.lm_eval_ort import describe, discover
 from stages.meters import bandwidth
 from stages.methods import gptq_v1
 from stages.schema import params as P
+from tests.ort_fixtures import tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -111,15 +112,7 @@ def test_tiny_llama_scores_the_same_in_onnxruntime_and_pytorch(tmp_path):
     tok_dir = ROOT / "models" / "llm" / "base"   # the builder copies a tokenizer beside the model
     if not (tok_dir / "tokenizer.json").is_file():
         pytest.skip("models/llm/base not checked out (dvc pull / dvc repro lm_export)")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
-                                   num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=128,
-                                   tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    model.save_pretrained(tmp_path / "hf")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (tmp_path / "hf" / name).write_bytes((tok_dir / name).read_bytes())
+    model = tiny_llama(tmp_path / "hf", tok_dir)
     run_builder(tmp_path / "hf", tmp_path / "ort", "fp32",
                 {"block_size": 32, "accuracy_level": 4, "quantize_head": True})
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ def metered(meter: E.Meter, build, out: Path) -> M.LmRtBuild:
     _, energy = meter.once(build, 1, "run")
     seconds = time.perf_counter() - t0
     return M.LmRtBuild(build_time_s=round(seconds, 2), size_mb=round(dir_size_mb(out), 2),
-                       compress_energy=energy)
+                       compress_energy=energy, head_type=ort_build.head_type(out))
 
 
 def build_gptq(gptq: Path, out: Path, bits: list[int], knobs: dict,

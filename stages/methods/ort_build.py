@@ -19,10 +19,15 @@ EMBEDDING = ("/lm_head/MatMul", "/model/embed_tokens/Gather")   # the tied 49152
 def extra_options(knobs: dict, precision: str, gptq: bool) -> list[str]:
     """Builder --extra_options of the params' knobs (block size, accuracy level, head)."""
     opts = [f"block_size={knobs['block_size']}", f"accuracy_level={knobs['accuracy_level']}"]
-    if precision != "fp32" and (gptq or not knobs["quantize_head"]):
-        # keep the tied embedding / LM head in float32, one shared Gather + MatMul table
-        opts += ["shared_embeddings=true", "nodes_to_exclude=" + ",".join(EMBEDDING)]
-    return opts
+    head = knobs["gptq_head"] if gptq else ("builder" if knobs["quantize_head"] else "fp32")
+    if precision == "fp32" or head == "builder" or (head == "int4" and precision == "int4"):
+        return opts   # the builder default: a GPTQ int4 body gets one shared RTN int4 table
+    if head == "fp32":   # keep the tied embedding / LM head in float32, one shared table
+        return opts + ["shared_embeddings=true", "nodes_to_exclude=" + ",".join(EMBEDDING)]
+    # an RTN int8 (or int4) MatMulNBits head, block_size columns per scale; the lookup keeps a
+    # float32 table (GatherBlockQuantized is 4-bit only; one row of it is read per token)
+    return opts + ["shared_embeddings=false", f"matmul_mixed_precision=last_matmul:{head}",
+                   "nodes_to_exclude=" + EMBEDDING[1]]
 
 
 def run_builder(src: Path, out: Path, precision: str, knobs: dict, gptq: bool = False) -> None:
@@ -42,3 +47,20 @@ def run_builder(src: Path, out: Path, precision: str, knobs: dict, gptq: bool = 
     cfg = json.loads((out / "genai_config.json").read_text())
     if cfg["model"]["type"] != "llama":
         raise PipelineError(f"builder made a {cfg['model']['type']!r} model, expected llama")
+
+
+def head_type(folder: Path) -> str:
+    """What the built graph's LM head is, read from it (not from the knobs): `float32`, or
+    `int<bits> block <n>` for a MatMulNBits head, `+ shared lookup` when the embedding Gather
+    reads the same quantized table."""
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    head = next((n for n in graph.node if n.name.startswith("/lm_head/MatMul")), None)
+    if head is None:
+        raise PipelineError(f"{folder}/model.onnx has no /lm_head/MatMul node")
+    if head.op_type != "MatMulNBits":
+        return "float32"
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in head.attribute}
+    shared = any(head.input[1] in n.input for n in graph.node if n is not head)   # the lookup's too
+    return f"int{attrs['bits']} block {attrs['block_size']}" + (" + shared lookup" if shared else "")

@@ -33,7 +33,7 @@ def load_ort(root: Path, variants: list[str], grid: float = EN.WORLD) -> tuple[d
                     "energy_j_per_example": e.pop("energy_eval")}
             compress, seconds = compress_cost(root, name, build[name], quantize)
             rows[name] = {**e, **b, **EN.fields(figs, "energy_j_per_token_decode", compress),
-                          "compress_time_s": seconds}
+                          "compress_time_s": seconds, "head_type": build[name].head_type}
             bw = b["bandwidth_gb_s"]
     refs = {}   # runtime -> its widest unquantized row
     for r in sorted(rows.values(), key=lambda r: r["bits"]):

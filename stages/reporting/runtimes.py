@@ -79,7 +79,8 @@ def table(rows: dict[str, dict]) -> str:
     for v, r in sorted(rows.items(), key=lambda kv: (kv[1]["runtime"], -kv[1]["bits"], kv[0])):
         ref = fp32.get((r["runtime"], r.get("bench_cpu")))
         lines.append("| " + " | ".join([
-            r["runtime"], precision(r), r["method"], f"`{v}`", _fmt(r["acc"] * 100, ".1f"),
+            r["runtime"], precision(r), r["method"] + (f" ({r['head_type']} head)" if r.get("head_type") else ""),
+            f"`{v}`", _fmt(r["acc"] * 100, ".1f"),
             _fmt(r["decode_tokens_per_s"], ".1f"),
             _fmt(r["decode_tokens_per_s"] / ref, ".2f") + "×" if ref else "n/a",
             _fmt(r["prefill_tokens_per_s"], ".0f"), _fmt(r["size_mb"], ".0f"),

@@ -33,7 +33,8 @@ class LmRtBuild(Record):
     size_mb: float = Field(gt=0)
     compress_energy: Energy    # the builder run, unit "run"
     tensor_types: dict[str, int] | None = None   # GGUF: tensors per ggml type (e.g. Q4_0, Q6_K)
-    head_type: str | None = None                 # GGUF: type of the tied embedding / LM head table
+    head_type: str | None = None                 # the LM head's type (GGUF: the tied table's ggml type;
+                                                 # ORT: read from the graph, e.g. float32, int8 block 32)
 
 
 class LmRtBench(Record):

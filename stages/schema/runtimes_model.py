@@ -15,6 +15,7 @@ class OrtKnobs(Section):
     block_size: Literal[16, 32, 64, 128, 256]
     accuracy_level: Literal[0, 1, 2, 3, 4]
     quantize_head: bool
+    gptq_head: Literal["fp32", "int8", "int4"]
 
 
 GGUF_TYPES = Literal["f32", "f16", "q8_0", "q4_0", "q4_k_m", "packaged"]
