@@ -46,6 +46,7 @@ def test_repo_params_are_valid():
     ("quant.bits", [8, 5], "quant.bits: Input should be 2, 3, 4 or 8"),
     ("quant.bits", [4, 4], "distinct"),
     ("awq.dtype", "float32", "awq.dtype: Input should be 'auto', 'float16' or 'bfloat16'"),
+    ("lm_runtimes.ort.gptq_head", "int2", "lm_runtimes.ort.gptq_head: Input should be 'fp32', 'int8' or 'int4'"),
     ("quant.group_size", 0, "group_size must be > 0 or -1"),
     ("quant.damp_percent", 0, "greater than 0"),
     ("quant.desc_act", "yes", "quant.desc_act: Input should be a valid boolean"),
