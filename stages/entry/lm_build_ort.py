@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main, timed
-from stages.core.files import atomic_path, dir_size_mb, require_dir
+from stages.core.files import atomic_path, require_dir
 from stages.meters import energy as E
+from stages.meters.build import metered as build_cost
 from stages.methods import gptq_v1, ort_build
 from stages.runtimes.ort_genai_lm import require
 from stages.schema import metrics as M, params as P
@@ -25,12 +25,10 @@ GPTQ_BITS = (8, 4, 2)   # widths the builder's GPTQ loader packs into MatMulNBit
 
 
 def metered(meter: E.Meter, build, out: Path) -> M.LmRtBuild:
-    """Run build() (it writes `out`) in one energy window."""
-    t0 = time.perf_counter()
-    _, energy = meter.once(build, 1, "run")
-    seconds = time.perf_counter() - t0
-    return M.LmRtBuild(build_time_s=round(seconds, 2), size_mb=round(dir_size_mb(out), 2),
-                       compress_energy=energy, head_type=ort_build.head_type(out))
+    """stages/meters/build's metered run, plus the head type read back from the built graph."""
+    row = build_cost(meter, build, out)
+    row.head_type = ort_build.head_type(out)
+    return row
 
 
 def build_gptq(gptq: Path, out: Path, bits: list[int], knobs: dict,
