@@ -116,6 +116,7 @@ def chains_params(tmp_path, chains: dict, **over):
     ({"a": {"input": "base", "method": "distill", "pattern": "2:4"}}, {}, "'pattern' is a prune knob"),
     ({"a": {"input": "base", "method": "prune"}}, {"prune.sparsity": 1.0}, "prune.sparsity"),
     ({"a": {"input": "base", "method": "prune", "patern": "2:4"}}, {}, "unknown key 'chains.a.patern'"),
+    ({"a": {"input": "base", "method": "distill"}}, {"distill.device": "gpu"}, "distill.device"),
 ])
 def test_bad_chains_are_one_line_errors(tmp_path, chains, over, message):
     with pytest.raises(PipelineError) as exc:
@@ -148,7 +149,7 @@ def test_lm_chain_runs_prune_then_distill_then_gptq_on_a_tiny_model(tiny, tmp_pa
               "bad": {"input": "prune+distill", "method": "prune"}}
     params = write_params(tmp_path / "params.yaml", chains=chains,
                           distill=dict(steps=4, batch_size=2, seq_len=16, lr=1e-3, temperature=2.0,
-                                       alpha=0.5, drop_every=2, threads=1),
+                                       alpha=0.5, drop_every=2, threads=1, device="cpu"),
                           **{"quant.calib_size": 8, "quant.calib_seq_len": 16, "quant.group_size": 32})
     calib = write_jsonl(tmp_path / "calib.jsonl", CALIB)
     models = {"base": tiny}
@@ -172,7 +173,27 @@ def test_lm_chain_runs_prune_then_distill_then_gptq_on_a_tiny_model(tiny, tmp_pa
     assert (tmp_path / "prune+distill+gptq" / "int4" / "config.json").is_file()
     small = run("distill")   # from base: the student drops every 2nd layer, and is dense
     assert (small["layers"], small["sparsity"], small["method"]) == (1, 0.0, "distill")
+    assert (small["device"], small["tokens_trained"]) == ("cpu", 4 * 2 * 16)
     models["prune+distill"] = tmp_path / "prune+distill+gptq" / "int4"   # a packed input
     with pytest.raises(PipelineError, match="is quantized"):
         run("bad")
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.json").exists()
+
+
+def test_distill_on_cuda_without_a_gpu_is_a_one_line_error_before_any_work(tiny, tmp_path):
+    import torch
+
+    from stages.entry import lm_chain
+    from tests.det_fixtures import write_params
+    from tests.test_lm_models import write_jsonl
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    params = write_params(tmp_path / "params.yaml", chains={"distill": {"input": "base", "method": "distill"}},
+                          **{"distill.device": "cuda"})
+    out = tmp_path / "distill"
+    with pytest.raises(PipelineError, match="^distill.device=cuda but no CUDA device is available$"):
+        lm_chain.main(["--node", "distill", "--input", str(tiny), "--teacher", str(tiny), "--calib",
+                       str(write_jsonl(tmp_path / "calib.jsonl", CALIB)), "--out", str(out),
+                       "--metrics", str(tmp_path / "m.json"), "--params", str(params)])
+    assert not out.exists()

@@ -60,13 +60,15 @@ def dense_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict
         cfg = p["distill"]
         teacher, _ = load(args.teacher)
         from_base = p["chains"][node]["input"] == "base"   # a copy of the teacher: make it smaller
-        student = D.drop_layers(model, cfg["drop_every"]) if from_base else model
+        student = D.drop_layers(model, cfg["drop_every"]).to(cfg["device"]) if from_base \
+            else model.to(cfg["device"])
         masks = PR.masks(student) if pruned else None
         texts = [r["text"] for r in read_jsonl(args.calib, "calibration file")]  # never evaluated
         data = D.windows(tok, texts, cfg["seq_len"])
-        losses = D.train(student, teacher, data, cfg, p["seed"], masks)
-        out.update(losses=losses, layers=student.config.num_hidden_layers)
-        model = student
+        losses = D.train(student, teacher.to(cfg["device"]), data, cfg, p["seed"], masks)
+        out.update(losses=losses, layers=student.config.num_hidden_layers, device=cfg["device"],
+                   tokens_trained=cfg["steps"] * cfg["batch_size"] * cfg["seq_len"])
+        model = student.cpu()
     model.config.name_or_path = f"SmolLM2-135M-{node}"   # no local path in the saved config
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -118,8 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    device = p["distill"]["device"] if method == "distill" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("distill.device=cuda but no CUDA device is available")
     torch.set_num_threads(threads)
-    meter = E.open_meter(p["energy"])
+    meter = E.open_meter(p["energy"], device)
     with atomic_path(args.out) as tmp, timed(f"{args.node}: {method} of {args.input}"):
         pruned = "prune" in steps(chains, args.node)[:-1]
         step = (lambda: quant_step(args.node, method, p, args, tmp, pruned)) if method in QUANTIZED else \

@@ -54,9 +54,10 @@ def train(student, teacher, data, cfg: dict, seed: int, masks: dict | None = Non
     T, a = cfg["temperature"], cfg["alpha"]
     layers = dict(student.model.layers.named_modules())
     student.train(), teacher.eval()
+    device = next(student.parameters()).device   # the draws stay on the CPU generator
     losses = []
     for _ in range(cfg["steps"]):
-        batch = data[torch.randint(len(data), (cfg["batch_size"],), generator=gen)]
+        batch = data[torch.randint(len(data), (cfg["batch_size"],), generator=gen)].to(device)
         with torch.no_grad():
             t_logits = teacher(input_ids=batch).logits
         s_logits = student(input_ids=batch).logits

@@ -125,6 +125,8 @@ class LmChain(Record):
     pattern: Optional[str] = None         # prune: unstructured | 2:4
     losses: Optional[list[float]] = None  # distill: the loss of every step
     layers: Optional[int] = None          # distill: the student's decoder layers
+    device: Optional[str] = None          # distill: where it trained (cpu | cuda)
+    tokens_trained: Optional[int] = None  # distill: steps x batch_size x seq_len
     dtype: Optional[str] = None           # awq: the dtype its search and packing ran in
 
 

@@ -28,6 +28,7 @@ class Distill(Section):
     alpha: float = Field(ge=0, le=1)
     drop_every: int = Field(ge=0)
     threads: int = Field(ge=1)
+    device: Literal["cpu", "cuda"]   # cuda: teacher and student train on the GPU (longer runs)
 
 
 class GptqStep(Section):
