@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stages.core.errors import run_main
 from stages.core.files import atomic_path
-from stages.reporting import export, gpu as G, gpu_methods
+from stages.reporting import export, gpu as G, gpu_distill, gpu_methods
 from stages.reporting.gpu_profile import profile_table
 
 PARAMS: tuple[str, ...] = ()   # reads no params: only the committed metrics/gpu files
@@ -30,6 +30,8 @@ def render(gpu: dict) -> str:
                   "device cuda, all 5,153 official LAMBADA examples):", ""] + G.eval_table(gpu)
     if gpu["methods"]:
         lines += ["", gpu_methods.METHOD_NOTE, ""] + gpu_methods.method_table(gpu)
+    if gpu["distill"]:
+        lines += ["", gpu_distill.NOTE, ""] + gpu_distill.table(gpu)
     if gpu["failed"]:
         lines += ["", "Rows that could not run:", ""] + [f"- `{n}`: {e}" for n, e in gpu["failed"].items()]
     lines += [""] + [f"![{title}](png/{stem}.png)" for stem, title, _ in G.figures(gpu)]

@@ -8,11 +8,13 @@ import plotly.graph_objects as go
 
 from stages.core.errors import PipelineError
 from stages.meters.energy_sources import Nvml
+from stages.reporting.gpu_distill import runs as distill_runs
 from stages.reporting.gpu_methods import methods
 from stages.schema import metrics as M, metrics_gpu as MG
 
 EVAL_NAME = {"smollm2-fp16": "base", "smollm2-int8-gptq_marlin": "int8",
-             "smollm2-int4-gptq_marlin": "int4"}   # speed row -> lm_eval row of the same model
+             "smollm2-int4-gptq_marlin": "int4", "smollm2-int2-gptq_triton": "int2"}
+# speed row -> the lm_eval row of its width run with the same kernel (other kernels: "–")
 
 NOTE = ("Decode tok/s is batch 1 with the fastest of the dynamic cache, the static cache (compiled "
         "step) and the step captured as a CUDA graph (graph); J/token is NVML over those runs. `smollm2-fp16`'s accuracy is the float32 base's (lm_eval "
@@ -20,7 +22,9 @@ NOTE = ("Decode tok/s is batch 1 with the fastest of the dynamic cache, the stat
         "Speed-only rows carry random weights in the published configs: accuracy n/a. The "
         "`smollm2-135m-*` rows are SmolLM2-135M's own config with random GPTQ codes (group size 64, "
         "as the pipeline's): every kernel and width, with the CUDA graph decode, without deriving "
-        "and quantizing the model on the GPU; `smollm2-*` rows are the pipeline's own weights. "
+        "and quantizing the model on the GPU; `smollm2-*` rows are the pipeline's own weights (the "
+        "GPTQ speed rows timed on a later lm_quantize run of the same recipe; their accuracy is "
+        "lm_eval's of that width with the same kernel, – for another kernel). "
         "NVML's energy counter steps about every 100 ms: runs since energy_min_window_s meter "
         "windows of at least 1 s (the call repeated inside). In older files a decode marked † had "
         "shorter windows and shows the pooled joules of all its windows over their tokens; a "
@@ -50,6 +54,7 @@ def load(folder: Path) -> dict:
     if (folder / "quantize.json").is_file():
         out["quant"] = M.read(folder / "quantize.json", M.LmQuantizeFile).model_dump()
     out["methods"] = methods(folder / "methods")   # gpu_methods.py
+    out["distill"] = distill_runs(folder / "distill")   # gpu_distill.py
     return out
 
 

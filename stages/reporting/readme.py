@@ -2,7 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import gpu as gpu_tables, gpu_methods, methods, runtimes
+from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, methods, runtimes
 from stages.reporting.kernels import sweep_table
 from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
@@ -51,6 +51,8 @@ def render_gpu(gpu: dict) -> str:
     lines += ["", gpu_tables.NOTE, ""] + gpu_tables.eval_table(gpu)
     if gpu["methods"]:
         lines += ["", gpu_methods.METHOD_NOTE, ""] + gpu_methods.method_table(gpu)
+    if gpu["distill"]:
+        lines += ["", gpu_distill.NOTE, ""] + gpu_distill.table(gpu)
     lines += [""] + [f"![{t}](plots/gpu/png/{s}.png)" for s, t, _ in gpu_tables.figures(gpu)]
     return "\n".join(lines + ["", GPU_END])
 
