@@ -38,3 +38,16 @@ def test_a_distill_eval_without_its_chain_file_is_an_error(tmp_path):
     (tmp_path / "gpu" / "distill" / "distill-40.json").unlink()
     with pytest.raises(PipelineError, match="no lm_chain file distill-40.json"):
         G.load(tmp_path / "gpu")
+
+
+def test_the_joined_variants_carry_accuracy_only_where_lm_eval_scored_that_model_and_kernel():
+    gpu = G.load(GPU)
+    rows = G.variants(gpu)
+    assert set(rows) == set(gpu["rows"])
+    for name, r in rows.items():
+        assert r["device"] == "cuda" and r["energy_method"].startswith("nvml")
+        if r["speed_only"]:
+            assert r["acc"] is None
+    assert rows["smollm2-fp16"]["acc"] == gpu["evals"]["base"]["acc"]
+    assert rows["smollm2-int4-gptq_marlin"]["acc"] == gpu["evals"]["int4"]["acc"]
+    assert rows["smollm2-int4-gptq_triton"]["acc"] is None   # no lm_eval ran that kernel

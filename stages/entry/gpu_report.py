@@ -4,6 +4,7 @@ the files themselves come from a CUDA machine (README "GPU results")."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from stages.core.errors import run_main
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         items = G.figures(gpu)
         export.write_png(items, tmp / "png", browser)
         (tmp / "report.md").write_text(render(gpu))
+        (tmp / "variants.json").write_text(json.dumps(G.variants(gpu), indent=1) + "\n")
 
 
 if __name__ == "__main__":

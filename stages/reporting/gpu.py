@@ -58,6 +58,20 @@ def load(folder: Path) -> dict:
     return out
 
 
+def variants(gpu: dict) -> dict:
+    """Every speed row with its accuracy joined: lm_eval's of the same width and kernel for the
+    pipeline's weights (null where none ran that kernel), null for speed-only shapes."""
+    keep = ("device", "gpu", "runtime", "method", "bits", "model", "kernels", "decode_tokens_per_s",
+            "prefill_tokens_per_s", "bandwidth_fraction", "energy_j_per_token_decode",
+            "energy_j_per_token_prefill", "energy_method", "size_mb", "gpu_memory_mb", "speed_only")
+    out = {}
+    for name, r in gpu["rows"].items():
+        ev = None if r["speed_only"] else gpu["evals"].get(EVAL_NAME.get(name, ""))
+        out[name] = {k: r[k] for k in keep} | {"acc": ev["acc"] if ev else None,
+                                               "acc_ci95": ev["acc_ci95"] if ev else None}
+    return out
+
+
 def resolved(row: dict, file) -> dict:
     """The per-token joules the NVML counter resolves (it steps about every 100 ms). Files
     before energy_min_window_s timed one call per window: a batch-1 decode window under
