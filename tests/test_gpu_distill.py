@@ -3,13 +3,13 @@ metrics/gpu/distill files: every run trained on CUDA, its own eval beside its co
 pruning step never given GPU joules, and the longer runs really longer."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from stages.core.errors import PipelineError
 from stages.reporting import gpu as G, gpu_distill
+from tests.test_gpu_report import load_without
 
 GPU = Path(__file__).resolve().parents[1] / "metrics" / "gpu"
 
@@ -34,10 +34,8 @@ def test_distill_runs_trained_on_cuda_and_each_row_is_its_own_eval():
 
 
 def test_a_distill_eval_without_its_chain_file_is_an_error(tmp_path):
-    shutil.copytree(GPU, tmp_path / "gpu")
-    (tmp_path / "gpu" / "distill" / "distill-40.json").unlink()
     with pytest.raises(PipelineError, match="no lm_chain file distill-40.json"):
-        G.load(tmp_path / "gpu")
+        load_without(tmp_path, "distill/distill-40.json")
 
 
 def test_the_joined_variants_carry_accuracy_only_where_lm_eval_scored_that_model_and_kernel():

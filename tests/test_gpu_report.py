@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "metrics" / "gpu"
 
 
+def load_without(tmp_path: Path, rel: str) -> dict:
+    """G.load of a copy of the committed GPU set with the file `rel` removed."""
+    shutil.copytree(GPU, tmp_path / "gpu")
+    (tmp_path / "gpu" / rel).unlink()
+    return G.load(tmp_path / "gpu")
+
+
 def test_every_committed_gpu_row_is_cuda_and_speed_only_rows_have_no_accuracy():
     gpu = G.load(GPU)
     assert gpu["rows"] and all(r["device"] == "cuda" and r["energy_method"].startswith("nvml")
@@ -91,10 +98,8 @@ def test_method_table_puts_gptq_beside_awq_and_rtn_and_needs_each_cost_file(tmp_
     assert f"{gpu['evals']['int4']['acc']:.4f}" in body["gptq"]
     for m in ("awq", "rtn"):
         assert f"{gpu['methods'][m]['acc']:.4f}" in body[m] and gpu["methods"][m]["compress_j"] > 0
-    shutil.copytree(GPU, tmp_path / "gpu")
-    (tmp_path / "gpu" / "methods" / "awq.json").unlink()
     with pytest.raises(PipelineError, match="no cost file awq.json"):
-        G.load(tmp_path / "gpu")
+        load_without(tmp_path, "methods/awq.json")
 
 
 def test_profile_table_reports_the_graph_replay_profiles_per_token():

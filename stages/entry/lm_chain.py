@@ -8,7 +8,6 @@ metered; its metrics say what it cost and what it left (sparsity, sizes, trainin
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main, timed
@@ -18,6 +17,7 @@ from stages.datasets.lambada import read_jsonl
 from stages.entry.lm_quantize import read_calibration
 from stages.meters import energy as E
 from stages.methods import distill as D, prune as PR
+from stages.runtimes import torch_lm as R
 from stages.schema import metrics as M, params as P
 from stages.schema.params_methods import QUANTIZED, steps
 
@@ -60,8 +60,7 @@ def dense_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict
         cfg = p["distill"]
         teacher, _ = load(args.teacher)
         from_base = p["chains"][node]["input"] == "base"   # a copy of the teacher: make it smaller
-        student = D.drop_layers(model, cfg["drop_every"]).to(cfg["device"]) if from_base \
-            else model.to(cfg["device"])
+        student = (D.drop_layers(model, cfg["drop_every"]) if from_base else model).to(cfg["device"])
         masks = PR.masks(student) if pruned else None
         texts = [r["text"] for r in read_jsonl(args.calib, "calibration file")]  # never evaluated
         data = D.windows(tok, texts, cfg["seq_len"])
@@ -117,13 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     threads = p["distill"]["threads"] if method == "distill" else \
         p["quant"]["threads"] if method in QUANTIZED else 2
     pin_cpu_numerics(threads)  # the weights this writes are results: fixed kernel paths
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
     device = p["distill"]["device"] if method == "distill" else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("distill.device=cuda but no CUDA device is available")
-    torch.set_num_threads(threads)
+    R.setup(device, threads, "distill.device")   # offline hub, CUDA checked, torch threads
     meter = E.open_meter(p["energy"], device)
     with atomic_path(args.out) as tmp, timed(f"{args.node}: {method} of {args.input}"):
         pruned = "prune" in steps(chains, args.node)[:-1]

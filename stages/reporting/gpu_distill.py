@@ -35,18 +35,24 @@ def runs(folder: Path) -> dict:
     return out
 
 
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _acc(e: dict) -> str:
+    return f"{e['acc']:.4f} [{e['acc_ci95'][0]:.4f}, {e['acc_ci95'][1]:.4f}]"
+
+
 def table(gpu: dict) -> list[str]:
     out = ["| run | method | layers | sparsity | steps | tokens trained | final loss | acc [95% CI] | "
            "ppl | top-k acc | train s | train J (NVML) |", "|---" * 12 + "|"]
     if "base" in gpu["evals"]:
         e = gpu["evals"]["base"]
-        out.append(f"| base | none | 30 | 0 | – | – | – | {e['acc']:.4f} [{e['acc_ci95'][0]:.4f}, "
-                   f"{e['acc_ci95'][1]:.4f}] | {e['ppl']:.1f} | {e['topk_acc']:.4f} | – | – |")
+        out.append(f"| base | none | 30 | 0 | – | – | – | {_acc(e)} | {e['ppl']:.1f} | "
+                   f"{e['topk_acc']:.4f} | – | – |")
     for run, e in gpu["distill"].items():
-        lo, hi = e["acc_ci95"]
-        fmt = lambda v, f: "–" if v is None else format(v, f)   # noqa: E731
-        out.append(f"| {run} | {e['method']} | {fmt(e['layers'], 'd') if e['layers'] else 30} | "
-                   f"{e['sparsity']:.2f} | {fmt(e['steps'], ',')} | {fmt(e['tokens'], ',')} | "
-                   f"{fmt(e['final_loss'], '.2f')} | {e['acc']:.4f} [{lo:.4f}, {hi:.4f}] | "
-                   f"{e['ppl']:,.0f} | {e['topk_acc']:.4f} | {e['compress_s']:.0f} | {fmt(e['compress_j'], ',.0f')} |")
+        out.append(f"| {run} | {e['method']} | {e['layers'] or 30} | {e['sparsity']:.2f} | "
+                   f"{_fmt(e['steps'], ',')} | {_fmt(e['tokens'], ',')} | {_fmt(e['final_loss'], '.2f')} | "
+                   f"{_acc(e)} | {e['ppl']:,.0f} | {e['topk_acc']:.4f} | {e['compress_s']:.0f} | "
+                   f"{_fmt(e['compress_j'], ',.0f')} |")
     return out
