@@ -26,10 +26,11 @@ LLM = {  # variant: (size_mb, acc, decode tokens/s)
     "rtn-int2": (78.3, 0.0, 12.8),
     # chain nodes (params.yaml `chains`): pruned models are dense on disk, as lm_chain writes them
     "prune": (541.6, 0.20, 38.0), "prune24": (541.6, 0.08, 38.1), "distill": (330.0, 0.02, 70.0),
-    "prune+distill": (541.6, 0.27, 38.0), "prune+gptq-int4": (112.6, 0.17, 12.6)}
+    "prune+distill": (541.6, 0.27, 38.0), "prune+gptq-int4": (112.6, 0.17, 12.6),
+    "awq-int4": (117.5, 0.41, 16.6)}
 CHAIN = {"prune": ("prune", 0.5, 20.0), "prune24": ("prune", 0.5, 21.0),  # step, sparsity, joules
          "distill": ("distill", 0.0, 300.0), "prune+distill": ("distill", 0.5, 500.0),
-         "prune+gptq": ("gptq", 0.5, 640.0)}
+         "prune+gptq": ("gptq", 0.5, 640.0), "awq": ("awq", 0.0, 900.0)}
 
 
 def bits_of(variant: str) -> int:
@@ -180,7 +181,7 @@ def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Pat
             for v in gptq}))
     for node, spec in PARAMS["chains"].items():   # lm_chain, lm_eval_chain, lm_bench_chain
         step, sparsity, joules = CHAIN[node]
-        v = node if spec["method"] != "gptq" else f"{node}-int4"
+        v = node if spec["method"] not in ("gptq", "awq") else f"{node}-int4"
         key = "base" if v == node else "int4"
         M.write(root / "llm" / "chain" / f"{node}.json", M.LmChain(
             method={"prune+distill": "prune+distill", "prune+gptq": "prune+gptq"}.get(node, step),

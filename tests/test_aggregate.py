@@ -55,13 +55,13 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     summary = json.loads((workdir / "out" / "summary.json").read_text())
     assert list(summary) == ["detector", "llm", "llm_kernel_sweep", "higher_is_better"]
     assert list(summary["llm_kernel_sweep"]) == ["int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2",
-                                                 "prune+gptq-int4"]
+                                                 "awq-int4", "prune+gptq-int4"]
     assert summary["llm"]["int4"]["kernel"] == "TorchLinear" and summary["llm"]["base"]["kernel"] is None
     assert list(summary["detector"]) == VARIANTS
     assert list(summary["llm"]) == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2",
                                     # chain nodes in params order (the fixture's yaml.dump sorts them)
-                                    "distill", "prune", "prune+distill", "prune+gptq-int4", "prune24",
-                                    "ort-fp32", "ort-int8", "ort-int4", "ort-gptq-int8", "ort-gptq-int4",
+                                    "awq-int4", "distill", "prune", "prune+distill", "prune+gptq-int4",
+                                    "prune24", "ort-fp32", "ort-int8", "ort-int4", "ort-gptq-int8", "ort-gptq-int4",
                                     "ort-gptq-int2", "llamacpp-f16", "llamacpp-q8_0", "llamacpp-q4_0",
                                     "llamacpp-q4_k_m", "llamacpp-packaged", "ov-fp32", "ov-int8", "ov-int4"]
     chain = summary["llm"]["prune+gptq-int4"]   # a chain: its name, bits, sparsity and total cost
@@ -138,7 +138,8 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert float(det[2]["agreement_mAP_ci_low"]) == 0.783
     llm = list(csv.DictReader((workdir / "plots" / "llm.csv").open()))
     assert [r["variant"] for r in llm] == ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2",
-                                           "distill", "prune", "prune+distill", "prune+gptq-int4", "prune24"]
+                                           "awq-int4", "distill", "prune", "prune+distill", "prune+gptq-int4",
+                                           "prune24"]
     assert llm[0]["compress_time_s"] == "" and llm[3]["bits"] == "2"
     assert llm[0]["energy_method"] == "estimate" and float(llm[0]["energy_j_per_token_decode_p90"]) > 0
     assert float(llm[2]["acc_ci_high"]) == 0.342

@@ -92,6 +92,7 @@ def quant_step(node: str, method: str, p, args, tmp: Path, pruned: bool) -> dict
     extra = {}
     if method == "awq":
         extra["dtype"] = awq.search_dtype(p["awq"]["dtype"], cfg["device"])
+        extra["calib_passages"] = len(awq.uniform(calib, cfg["calib_seq_len"]))   # full-length only
         awq.quantize(args.input, calib, bits, cfg, p["seed"], tmp / f"int{bits}", extra["dtype"])
     else:
         gptq.quantize(args.input, tok, calib, bits, cfg, p["seed"], tmp / f"int{bits}")
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(args.params, keys(args.node, method))
     require_dir(args.input, "input model folder"), require_dir(args.teacher, "teacher (base) folder")
     # pruning's magnitude ranking does not depend on the thread count: 2 there
-    threads = p["distill"]["threads"] if method == "distill" else \
+    threads = p[method]["threads"] if method in ("distill", "awq") else \
         p["quant"]["threads"] if method in QUANTIZED else 2
     pin_cpu_numerics(threads)  # the weights this writes are results: fixed kernel paths
     device = p["distill"]["device"] if method == "distill" else "cpu"

@@ -15,6 +15,14 @@ the copy is real, and its layers match their scaled originals: tests/test_lm_awq
 than float32 (~50 min for SmolLM2), with AVX-512 BF16 it is faster than float32 (README "AWQ").
 The checkpoint is AWQ's GEMM format (float16 scales), which the CPU kernels
 TorchAtenAwqLinear (int4pack), TorchFusedAwqLinear and AwqTorchLinear load in float32.
+
+Two GPTQModel 7.6 AWQ faults, found here (2026-12-05) and worked around below (README "AWQ"):
+- calibration batches of different lengths cannot be concatenated, so its AWQProcessor keeps
+  the *last* batch only ("latest_batch"): one ~100-token passage drove every search. Passages
+  shorter than calib_seq_len are left out (`uniform`), so all 128-token cuts are kept.
+- q/k/v (and gate/up) share one captured input tensor, and apply_scale divides each layer's
+  input by its scales in place, so the clip search saw x/s^3 for v_proj and x/s^2 for gate/up
+  instead of x/s (llm-awq and AutoAWQ keep one tensor per layer). `unaliased` gives each its own.
 """
 from __future__ import annotations
 
@@ -51,6 +59,35 @@ def search_dtype(dtype: str, device: str) -> str:
     return ("float16" if device == "cuda" else "bfloat16") if dtype == "auto" else dtype
 
 
+def uniform(calib: list[dict], seq_len: int) -> list[dict]:
+    """The passages with all seq_len tokens (GPTQModel's AWQ keeps the last batch otherwise)."""
+    return [c for c in calib if len(c["input_ids"][0]) == seq_len]
+
+
+@contextlib.contextmanager
+def unaliased():
+    """GPTQModel's apply_scale, given a private copy of every input feature tensor that another
+    layer shares, so that each is divided by its scales once (patched for this block only)."""
+    from gptqmodel.looper import awq_processor as AP
+    original = AP.apply_scale
+
+    def apply_scale(module, scales_list, input_feat_dict=None):
+        if input_feat_dict is not None:
+            seen = set()
+            for name, feat in input_feat_dict.items():
+                ptr = feat.untyped_storage().data_ptr() if feat.numel() else None
+                if ptr in seen:
+                    input_feat_dict[name] = feat.clone()
+                seen.add(ptr)
+        return original(module, scales_list, input_feat_dict=input_feat_dict)
+
+    AP.apply_scale = apply_scale
+    try:
+        yield
+    finally:
+        AP.apply_scale = original
+
+
 def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, dest: Path,
              dtype: str = "auto") -> float:
     """AWQ-quantize at `bits` with cfg's group_size on `calib` (gptq.tokenized_calibration's
@@ -64,11 +101,13 @@ def quantize(base: Path, calib: list[dict], bits: int, cfg: dict, seed: int, des
     from gptqmodel.quantization.config import AWQConfig
 
     torch.manual_seed(seed)
-    ids = [c["input_ids"][0] for c in calib]   # GPTQModel takes the token lists
+    ids = [c["input_ids"][0] for c in uniform(calib, cfg["calib_seq_len"])]   # token lists
+    if not ids:
+        raise PipelineError(f"AWQ: no calibration passage has quant.calib_seq_len={cfg['calib_seq_len']} tokens")
     qcfg = AWQConfig(bits=bits, group_size=cfg["group_size"], sym=True)   # sym: as GPTQ and RTN
     dtype = search_dtype(dtype, cfg["device"])
     base, dest = Path(base).resolve(), Path(dest).resolve()
-    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):   # GPTQModel's ./logs
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch), unaliased():   # ./logs
         t0 = time.perf_counter()
         model = GPTQModel.load(str(base), quantize_config=qcfg, device=cfg["device"],
                                dtype=getattr(torch, dtype))

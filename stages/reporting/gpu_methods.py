@@ -10,7 +10,9 @@ from stages.schema import metrics as M
 METHOD_NOTE = ("int4 by method on CUDA, all 5,153 official LAMBADA examples, group size 64: GPTQ and "
                "AWQ on the same 128 calibration passages, RTN on none. GPTQ's row is the 12-02 run "
                "(eval_gptq.json, quantize.json); AWQ (lm_chain, method awq) and RTN (lm_rtn) are "
-               "methods/, 12-03. The kernel differs by run; the fp16 kernels agree to rounding.")
+               "methods/, 12-03. That AWQ run predates the 12-05 workaround of GPTQModel 7.6 searching "
+               "on the last calibration passage only (README \"AWQ\"). The kernel differs by run; "
+               "the fp16 kernels agree to rounding.")
 
 
 def methods(folder: Path) -> dict:

@@ -128,6 +128,7 @@ class LmChain(Record):
     device: Optional[str] = None          # distill: where it trained (cpu | cuda)
     tokens_trained: Optional[int] = None  # distill: steps x batch_size x seq_len
     dtype: Optional[str] = None           # awq: the dtype its search and packing ran in
+    calib_passages: Optional[int] = None  # awq: calibration passages used (calib_seq_len tokens)
 
 
 AgreementFile = RootModel[dict[str, Agreement]]

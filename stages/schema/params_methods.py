@@ -40,6 +40,7 @@ class AwqStep(Section):
     # search/pack dtype; auto: float16 on CUDA, bfloat16 on a CPU. Not float32: GPTQModel 7.6's
     # search then overwrites its own restore copy on a CPU (README "AWQ")
     dtype: Literal["auto", "float16", "bfloat16"]
+    threads: int = Field(ge=1)   # torch threads of the AWQ pass
 
 
 class ChainNode(Section):
