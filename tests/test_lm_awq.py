@@ -20,7 +20,8 @@ CHAINS = {"awq": {"input": "base", "method": "awq"}}
 
 def awq(tiny, tmp, node: str = "awq", dtype: str = "auto", **quant):
     params = write_params(tmp / "params.yaml", chains=CHAINS, **{"awq.dtype": dtype},
-                          **{"quant.calib_size": 8, "quant.calib_seq_len": 26,   # every CALIB passage has >= 26 tokens "quant.group_size": 64,
+                          # calib_seq_len 26: every CALIB passage has at least 26 tokens
+                          **{"quant.calib_size": 8, "quant.calib_seq_len": 26, "quant.group_size": 64,
                              **{f"quant.{k}": v for k, v in quant.items()}})
     calib = write_jsonl(tmp / "calib.jsonl", CALIB)
     lm_chain.main(["--node", node, "--input", str(tiny), "--teacher", str(tiny), "--calib", str(calib),
@@ -122,4 +123,3 @@ def test_bad_awq_chains_are_one_line_errors(tmp_path, chains, message):
     with pytest.raises(PipelineError) as exc:
         chains_params(tmp_path, chains)
     assert message in str(exc.value) and "\n" not in str(exc.value)
-
