@@ -30,7 +30,7 @@ TINY = {  # every stage runs, each in seconds to a minute on 2 cores
     "lm_runtimes": {"variants": ["ort-int4", "ort-gptq"], "limit": 4,
                     "llamacpp": {"variants": ["q4_0"], "threads": 2},
                     "openvino": {"variants": ["int4"], "group_size": 64, "ratio": 1.0}},
-    "distill": {"steps": 2, "batch_size": 2, "seq_len": 16},   # chains: params.yaml's default set
+    "distill": {"steps": 2, "batch_size": 2, "seq_len": 16},   # chains: params.yaml's default set but awq
 }
 DATA_STAGES = ("coco_data", "det_export", "lambada_data", "lm_export")
 
@@ -39,6 +39,10 @@ def tiny_params() -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY.items():
         raw[section].update(values)
+    # AWQ on the real SmolLM2 took 629-652 s here on 99 calibration tokens (30 layers of grid
+    # searches), a risk to this repro's 1,500 s timeout (not timed here with the other stages).
+    # tests/test_lm_awq*.py run AWQ through lm_chain on the tiny model.
+    raw["chains"].pop("awq")
     return raw
 
 
