@@ -3,6 +3,7 @@ genai builder (+ NNCF) and run by OpenVINO: fp32 log-likelihoods equal PyTorch's
 close, and the hand-written KV-cache decode loop gives the tokens a full recompute gives."""
 from __future__ import annotations
 
+import json
 import copy
 import os
 from pathlib import Path
@@ -97,7 +98,8 @@ def ov_tokens(folder: str) -> dict:
     from stages.runtimes import openvino_lm as R
 
     folder = Path(folder)
-    run = R.Decoder(R.compile_model(folder, 1)[0], R.decoder(folder))
+    cm = R.compile_model(folder, 1)[0]
+    run = R.Decoder(cm, R.decoder(folder))
     ids = [int(t) for t in np.random.default_rng(2).integers(3, 49152, 9)]
     token, cached = int(run.step(ids)[-1].argmax()), []
     for _ in range(6):                     # the loop lm_bench_ov times
@@ -109,7 +111,8 @@ def ov_tokens(folder: str) -> dict:
         run.reset()
         full.append(int(run.step(seq)[-1].argmax()))
         seq.append(full[-1])
-    return {"cached": cached, "full": full}
+    return {"cached": cached, "full": full, "inputs": [i.get_any_name() for i in cm.inputs],
+            "states": sorted(v.name for v in run.req.query_state())}
 
 
 def test_openvino_scores_match_pytorch_and_compression_stays_close(ov_models, tiny_hf):
@@ -136,6 +139,9 @@ def test_openvino_scores_match_pytorch_and_compression_stays_close(ov_models, ti
 def test_kv_cache_decode_loop_equals_full_recompute(ov_models):
     out = in_clean_process(ov_tokens, str(ov_models / "fp32"))
     assert out["cached"] == out["full"]
+    layers = json.loads((ov_models / "fp32" / "genai_config.json").read_text())["model"]["decoder"]["num_hidden_layers"]
+    assert out["inputs"] == ["input_ids", "attention_mask"]   # the KV cache is the request's state
+    assert len(out["states"]) == 2 * layers
 
 
 def test_a_cpu_without_vnni_runs_int4_without_dynamic_quantization(ov_models):
