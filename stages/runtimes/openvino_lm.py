@@ -81,7 +81,7 @@ def _runs(cm, dec: dict) -> bool:
 def stateful(model, dec: dict):
     """The KV cache as request state: batch 1, static heads and head size (the states start
     empty: [1, heads, 0, head_size]), then past_key_values.<i>.* -> present.<i>.* paired."""
-    ov = _ov()
+    ov = require()
     from openvino._offline_transformations import apply_make_stateful_transformation
 
     pairs = {i.get_any_name(): i.get_any_name().replace("past_key_values.", "present.")
@@ -106,16 +106,12 @@ class Decoder:
 
     def step(self, ids: list[int]) -> np.ndarray:
         """Run `ids` after the cached ones; logits [len(ids), vocab] (a view, valid until the next step)."""
-        ov = _ov()
+        ov = require()
         self.n += len(ids)
         self.req.set_tensor("input_ids", ov.Tensor(np.asarray([ids], dtype=np.int64)))
         self.req.set_tensor("attention_mask", ov.Tensor(np.ones((1, self.n), dtype=np.int64)))
         self.req.infer()
         return self.req.get_tensor("logits").data[0]
-
-
-def _ov():
-    return require()
 
 
 def score_all(folder: Path, reqs, k: int, threads: int, cm=None) -> list[dict]:
