@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from stages.schema import metrics as M
+from stages.schema.params_methods import QUANTIZED
 from stages.schema.variants import split_variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +182,7 @@ def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Pat
             for v in gptq}))
     for node, spec in PARAMS["chains"].items():   # lm_chain, lm_eval_chain, lm_bench_chain
         step, sparsity, joules = CHAIN[node]
-        v = node if spec["method"] not in ("gptq", "awq") else f"{node}-int4"
+        v = node if spec["method"] not in QUANTIZED else f"{node}-int4"
         key = "base" if v == node else "int4"
         M.write(root / "llm" / "chain" / f"{node}.json", M.LmChain(
             method={"prune+distill": "prune+distill", "prune+gptq": "prune+gptq"}.get(node, step),

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stages.schema.params_methods import QUANTIZED
 from tests.metric_fixtures import PARAMS, write_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +165,7 @@ def test_plots_section_of_dvc_yaml_compares_two_revisions(tmp_path, monkeypatch)
                     if name.startswith("detector") else
                     [r["variant"] for r in rows] if csv_path.endswith("llm_runtimes.csv") else
                     ["base", "int8", "int4", "int2", "rtn-int8", "rtn-int4", "rtn-int2"]
-                    + [n if c["method"] not in ("gptq", "awq") else f"{n}-int{c.get('bits') or 4}"
+                    + [n if c["method"] not in QUANTIZED else f"{n}-int{c.get('bits') or 4}"
                        for n, c in yaml.safe_load((tmp_path / "local" / "params.yaml")
                                                   .read_text())["chains"].items()])
         assert variants == expected, name

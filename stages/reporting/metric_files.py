@@ -9,6 +9,7 @@ from stages.core.errors import PipelineError
 from stages.meters.cpu_power import WORLD_GCO2_PER_KWH
 from stages.reporting import energy as E
 from stages.schema import metrics as M
+from stages.schema.params_methods import QUANTIZED
 
 DETECTOR_ORDER = ("float32", "float16", "int8", "int16x8", "dynamic_int8")  # fixed order of every table
 RUNTIME_ORDER = ("onnxruntime", "openvino")
@@ -28,7 +29,7 @@ def llm_variants(bits: list[int], chains: dict | None = None) -> list[str]:
     """base, then each method's variants from the widest to the narrowest (GPTQ, then RTN),
     then every chain node (`prune`, or `prune+gptq-int4` for a quantizing node)."""
     widths = [f"int{b}" for b in sorted(set(bits), reverse=True)]
-    nodes = [n if c["method"] not in ("gptq", "awq") else f"{n}-int{c.get('bits') or c[c['method'] + '_bits']}"
+    nodes = [n if c["method"] not in QUANTIZED else f"{n}-int{c.get('bits') or c[c['method'] + '_bits']}"
              for n, c in (chains or {}).items()]
     return ["base"] + [PREFIXES[m] + w for m in LLM_METHODS for w in widths] + nodes
 

@@ -48,28 +48,28 @@ NO_PRIMITIVE = "could not create a primitive descriptor"
 
 
 def compile_model(folder: Path, threads: int):
-    """(compiled model, {"dynamic_quantization": "on" | "off: ..."}), checked by a first infer."""
+    """(compiled stateful model, its runtime_config), checked by a first infer."""
     ov = require()
     path = folder / IR
     if not path.is_file():
         raise PipelineError(f"no {IR} in {folder} (run lm_build_ov)")
-    core, dec = ov.Core(), decoder(folder)
-    model = stateful(core.read_model(str(path)), dec)
+    core = ov.Core()
+    model = stateful(core.read_model(str(path)), decoder(folder))
     config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}
     cm = core.compile_model(model, "CPU", config)
-    if _runs(cm, dec):
+    if _runs(cm):
         return cm, {"dynamic_quantization": "on", "kv_cache": "stateful"}
     cm = core.compile_model(model, "CPU", {**config, **NO_DYNAMIC_QUANT})
-    if _runs(cm, dec):
+    if _runs(cm):
         return cm, {"dynamic_quantization": "off: no oneDNN primitive for it on this CPU",
                     "kv_cache": "stateful"}
     raise PipelineError(f"OpenVINO cannot run {folder} on this CPU, with or without dynamic quantization")
 
 
-def _runs(cm, dec: dict) -> bool:
+def _runs(cm) -> bool:
     """A prefill and a decode step (both kinds of primitive get created). False where the CPU
     plugin has none for this CPU: the error above, or (the tiny test model) empty logits."""
-    run = Decoder(cm, dec)
+    run = Decoder(cm)
     try:
         return [run.step(ids).shape[0] for ids in ([0, 0], [0])] == [2, 1]
     except (RuntimeError, IndexError) as exc:
@@ -96,8 +96,8 @@ def stateful(model, dec: dict):
 class Decoder:
     """One infer request over the compiled stateful graph; its state is the KV cache."""
 
-    def __init__(self, cm, dec: dict):
-        self.req, self.dec = cm.create_infer_request(), dec
+    def __init__(self, cm):
+        self.req = cm.create_infer_request()
         self.reset()
 
     def reset(self) -> None:
@@ -118,7 +118,7 @@ def score_all(folder: Path, reqs, k: int, threads: int, cm=None) -> list[dict]:
     """Per-example harness-exact scores, batch 1 (no padding), in input order."""
     import torch
 
-    run, scores = Decoder(cm or compile_model(folder, threads)[0], decoder(folder)), []
+    run, scores = Decoder(cm or compile_model(folder, threads)[0]), []
     for ids, n, cont in reqs:
         run.reset()
         logits = run.step(ids)
@@ -131,7 +131,7 @@ def speeds(folder: Path, ids: list[int], cfg: dict, meter=None) -> dict:
     prompt (batch 1, argmax of the last logits); prefill = one forward over prefill_tokens.
     Medians over speed_repeats after one warm-up; the KV cache is reset before every run."""
     cm, setting = compile_model(folder, cfg["threads"])
-    run = Decoder(cm, decoder(folder))
+    run = Decoder(cm)
     prompt, prefill, n = ids[:32], ids[:cfg["prefill_tokens"]], cfg["decode_tokens"]
 
     def decode_all() -> float:
