@@ -1,6 +1,7 @@
-"""The OpenVINO LM runtime: params errors, variant naming, and a tiny random Llama built by the
-genai builder (+ NNCF) and run by OpenVINO: fp32 log-likelihoods equal PyTorch's, int8/int4 stay
-close, and the hand-written KV-cache decode loop gives the tokens a full recompute gives."""
+"""The OpenVINO LM runtime: params errors, variant naming, and a tiny random Llama exported from
+PyTorch (+ NNCF) and run by OpenVINO: fp32 log-likelihoods equal PyTorch's, int8/int4 stay
+close, the attention runs as the CPU plugin's fused SDPA with the KV cache inside, and the
+hand-written KV-cache decode loop gives the tokens a full recompute gives."""
 from __future__ import annotations
 
 import copy
@@ -55,7 +56,7 @@ def test_variant_names_map_to_runtime_method_bits():
 @pytest.fixture(scope="module")
 def ov_models(tiny_hf, tmp_path_factory) -> Path:
     pytest.importorskip("openvino")
-    pytest.importorskip("onnxruntime_genai")
+    pytest.importorskip("nncf")
 
     root = tmp_path_factory.mktemp("ov")
     for prec in ("fp32", "int8", "int4"):   # built as lm_build_ov does, in its own process
@@ -111,8 +112,9 @@ def ov_tokens(folder: str) -> dict:
         run.reset()
         full.append(int(run.step(seq)[-1].argmax()))
         seq.append(full[-1])
+    layers = {op.get_rt_info()["layerType"].astype(str) for op in cm.get_runtime_model().get_ordered_ops()}
     return {"cached": cached, "full": full, "inputs": [i.get_any_name() for i in cm.inputs],
-            "states": sorted(v.name for v in run.req.query_state())}
+            "states": sorted(v.name for v in run.req.query_state()), "layers": sorted(layers)}
 
 
 def test_openvino_scores_match_pytorch_and_compression_stays_close(ov_models, tiny_hf):
@@ -132,16 +134,27 @@ def test_openvino_scores_match_pytorch_and_compression_stays_close(ov_models, ti
         got = in_clean_process(ov_scores, str(ov_models / prec), reqs)["scores"]
         for g, w in zip(got, want):
             assert g["loglik"] == pytest.approx(w["loglik"], rel=tol), prec
-    assert (ov_models / "int4" / "model.onnx.data").stat().st_size < (ov_models / "int8" / "model.onnx.data").stat().st_size \
-        < (ov_models / "fp32" / "model.onnx.data").stat().st_size
+    weights = {prec: (ov_models / prec / "openvino_model.bin").stat().st_size for prec in ("int4", "int8", "fp32")}
+    assert weights["int4"] < weights["int8"] < weights["fp32"]
 
 
 def test_kv_cache_decode_loop_equals_full_recompute(ov_models):
     out = in_clean_process(ov_tokens, str(ov_models / "fp32"))
     assert out["cached"] == out["full"]
-    layers = json.loads((ov_models / "fp32" / "genai_config.json").read_text())["model"]["decoder"]["num_hidden_layers"]
-    assert out["inputs"] == ["input_ids", "attention_mask"]   # the KV cache is the request's state
+    layers = json.loads((ov_models / "fp32" / "config.json").read_text())["num_hidden_layers"]
+    assert out["inputs"] == ["input_ids", "attention_mask", "beam_idx"]   # the KV cache is the request's state
     assert len(out["states"]) == 2 * layers
+    # one fused attention node per layer (it holds the cache), not MatMul/Softmax/Concat pieces
+    assert "ScaledDotProductAttention" in out["layers"] and "Softmax" not in out["layers"], out["layers"]
+
+
+def test_the_exported_attention_takes_an_additive_float_mask(ov_models):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(ov_models / "int4" / "openvino_model.xml"))
+    masks = {op.input_value(3).get_element_type().get_type_name() for op in model.get_ops()
+             if op.get_type_name() == "ScaledDotProductAttention"}
+    assert masks == {"f32"}   # the boolean one runs half as fast in prefill
 
 
 def test_a_cpu_without_vnni_runs_int4_without_dynamic_quantization(ov_models):
@@ -157,3 +170,14 @@ def test_a_cpu_without_vnni_runs_int4_without_dynamic_quantization(ov_models):
     assert capped["setting"]["dynamic_quantization"] == "on" \
         or capped["setting"]["dynamic_quantization"].startswith("off"), capped["setting"]
     assert capped["scores"][0]["loglik"] == pytest.approx(free["scores"][0]["loglik"], rel=0.05)
+
+
+def test_weight_bytes_per_token_count_the_tied_table_once(ov_models, tiny_hf):
+    import transformers
+
+    from stages.runtimes.openvino_lm import weight_bytes_per_token
+
+    model = transformers.LlamaForCausalLM.from_pretrained(tiny_hf)
+    weights = [p.numel() for p in model.parameters() if p.numel() >= 1024]   # the tied table once
+    assert weight_bytes_per_token(ov_models / "fp32") == 4 * sum(weights)
+    assert weight_bytes_per_token(ov_models / "int4") < weight_bytes_per_token(ov_models / "int8") < 4 * sum(weights)

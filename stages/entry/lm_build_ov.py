@@ -1,5 +1,5 @@
-"""Build one OpenVINO variant of the language model (lm_runtimes.openvino.variants): the genai
-builder's fp32 graph as OpenVINO IR, NNCF weight compression for int8/int4
+"""Build one OpenVINO variant of the language model (lm_runtimes.openvino.variants): the base
+exported from PyTorch as a stateful OpenVINO graph, NNCF weight compression for int8/int4
 (stages/methods/ov_build.py), metered into --metrics (the compression cost of the OpenVINO rows).
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ from stages.core.files import atomic_path, require_dir
 from stages.meters import energy as E
 from stages.meters.build import metered
 from stages.methods import ov_build
-from stages.runtimes.ort_genai_lm import require as require_ort
 from stages.runtimes.openvino_lm import require
 from stages.schema import metrics as M, params as P
 
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     p = P.load(args.params, PARAMS)
     knobs, name = p["lm_runtimes"]["openvino"], f"ov-{args.variant}"
-    require(), require("nncf"), require_ort(), require_ort("onnx_ir")   # before any work
+    require(), require("nncf")   # before any work
     base, meter, types = require_dir(args.base, "base model folder"), E.open_meter(p["energy"]), {}
     with atomic_path(args.out) as tmp, timed(f"building {name}"):
         row = metered(meter, lambda: types.update(ov_build.build(base, tmp, args.variant, knobs)), tmp)

@@ -14,7 +14,7 @@ from stages.core.files import dir_size_mb
 from stages.datasets.lambada import read_texts
 from stages.meters import energy as E
 from stages.runtimes import openvino_lm as R
-from stages.runtimes.ort_genai_lm import context_length, tokenizer
+from stages.runtimes.ort_genai_lm import tokenizer
 from stages.schema import metrics as M, params as P
 from stages.tasks import lambada as S
 from stages.tasks.intervals import lambada_intervals
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     meter = E.open_meter(p["energy"])
     with timed(f"evaluating {name} on {len(texts)} examples"):
-        reqs = S.encode_examples(tokenizer(args.models), texts, context_length(args.models))
+        reqs = S.encode_examples(tokenizer(args.models), texts, R.context_length(args.models))
         cm, setting = R.compile_model(args.models, threads)
         scores, energy = meter.once(lambda: R.score_all(args.models, reqs, k, threads, cm), len(reqs), "example")
     agg, ci = S.aggregate(scores, k), lambada_intervals(scores, boot["samples"], boot["seed"])

@@ -1,12 +1,8 @@
-"""OpenVINO runtime of the language model: folders made by lm_build_ov (the onnxruntime-genai
-builder's decoder graph, NNCF-compressed for int8/int4, as ONNX that OpenVINO reads: KV cache
-as explicit past_key_values.* inputs and present.* outputs, positions from the attention mask).
-
-optimum-intel 2.2 caps transformers below 5.6 (the project pins 5.23), so the graph comes from
-the genai builder and is made stateful here with the transformation optimum-intel applies: the
-request keeps the KV cache as state, and a decode step feeds only the new ids and the mask, as
-a deployment does (copying present.* back as past_key_values.* gave the same logits, bit for
-bit, 4-6 % slower). Scoring: one forward per example from an empty state, every position's logits.
+"""OpenVINO runtime of the language model: folders made by lm_build_ov (the base exported from
+PyTorch as a stateful graph, see stages/methods/ov_export.py, NNCF-compressed for int8/int4,
+as OpenVINO IR). The request keeps the KV cache as state (the CPU plugin's fused SDPA node holds
+it), and a decode step feeds only the new ids and the mask, as a deployment does. Scoring: one
+forward per example from an empty state, every position's logits.
 """
 from __future__ import annotations
 
@@ -21,7 +17,7 @@ from stages.meters import protocol
 from stages.tasks import lambada as S
 
 VERSIONS = ("openvino", "nncf")
-IR = "model.onnx"   # read by OpenVINO's ONNX frontend (see stages/methods/ov_build.py)
+IR = "openvino_model.xml"   # + openvino_model.bin: the weights
 
 
 def require(module: str = "openvino"):
@@ -34,8 +30,8 @@ def require(module: str = "openvino"):
                             "install the project's dependencies with `bash setup.sh`") from None
 
 
-def decoder(folder: Path) -> dict:
-    return json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]
+def context_length(folder: Path) -> int:
+    return int(json.loads((folder / "config.json").read_text())["max_position_embeddings"])
 
 
 # OpenVINO's CPU plugin runs int8/int4-compressed weights with the activations quantized to int8
@@ -54,15 +50,18 @@ def compile_model(folder: Path, threads: int):
     if not path.is_file():
         raise PipelineError(f"no {IR} in {folder} (run lm_build_ov)")
     core = ov.Core()
-    model = stateful(core.read_model(str(path)), decoder(folder))
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}
+    model = core.read_model(str(path))
+    # f32 KV cache: the plugin's default (u8) would be a lossy compression the variant names do
+    # not say; at these lengths (<= 96 cached tokens) it is worth 2 % (int4: 10.53 vs 10.72 ms a step)
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1,
+              "KV_CACHE_PRECISION": "f32"}
     cm = core.compile_model(model, "CPU", config)
     if _runs(cm):
-        return cm, {"dynamic_quantization": "on", "kv_cache": "stateful"}
+        return cm, {"dynamic_quantization": "on", "kv_cache": "stateful, f32"}
     cm = core.compile_model(model, "CPU", {**config, **NO_DYNAMIC_QUANT})
     if _runs(cm):
         return cm, {"dynamic_quantization": "off: no oneDNN primitive for it on this CPU",
-                    "kv_cache": "stateful"}
+                    "kv_cache": "stateful, f32"}
     raise PipelineError(f"OpenVINO cannot run {folder} on this CPU, with or without dynamic quantization")
 
 
@@ -78,26 +77,12 @@ def _runs(cm) -> bool:
         return False
 
 
-def stateful(model, dec: dict):
-    """The KV cache as request state: batch 1, static heads and head size (the states start
-    empty: [1, heads, 0, head_size]), then past_key_values.<i>.* -> present.<i>.* paired."""
-    ov = require()
-    from openvino._offline_transformations import apply_make_stateful_transformation
-
-    pairs = {i.get_any_name(): i.get_any_name().replace("past_key_values.", "present.")
-             for i in model.inputs if i.get_any_name().startswith("past_key_values.")}
-    cache = ov.PartialShape([1, dec["num_key_value_heads"], -1, dec["head_size"]])
-    model.reshape({i.get_any_name(): cache if i.get_any_name() in pairs else ov.PartialShape([1, -1])
-                   for i in model.inputs})
-    apply_make_stateful_transformation(model, pairs)
-    return model
-
-
 class Decoder:
     """One infer request over the compiled stateful graph; its state is the KV cache."""
 
     def __init__(self, cm):
-        self.req = cm.create_infer_request()
+        self.ov, self.req = require(), cm.create_infer_request()
+        self.req.set_tensor("beam_idx", self.ov.Tensor(np.zeros(1, dtype=np.int32)))   # batch 1: no reordering
         self.reset()
 
     def reset(self) -> None:
@@ -106,10 +91,9 @@ class Decoder:
 
     def step(self, ids: list[int]) -> np.ndarray:
         """Run `ids` after the cached ones; logits [len(ids), vocab] (a view, valid until the next step)."""
-        ov = require()
         self.n += len(ids)
-        self.req.set_tensor("input_ids", ov.Tensor(np.asarray([ids], dtype=np.int64)))
-        self.req.set_tensor("attention_mask", ov.Tensor(np.ones((1, self.n), dtype=np.int64)))
+        self.req.set_tensor("input_ids", self.ov.Tensor(np.asarray([ids], dtype=np.int64)))
+        self.req.set_tensor("attention_mask", self.ov.Tensor(np.ones((1, self.n), dtype=np.int64)))
         self.req.infer()
         return self.req.get_tensor("logits").data[0]
 
@@ -153,8 +137,11 @@ def speeds(folder: Path, ids: list[int], cfg: dict, meter=None) -> dict:
 
 
 def weight_bytes_per_token(folder: Path) -> int:
-    """Bytes of the weights one decode step reads, from the ONNX initializers, as for the ONNX
-    Runtime rows (the tied table once, as the head; rotary caches left out)."""
-    from stages.runtimes.ort_genai_lm import weight_bytes_per_token as onnx_bytes
+    """Bytes of the weights one decode step reads: every weight constant (>= 1024 elements:
+    weights, their scales and zero points) once, the tied embedding / LM head table included
+    (the head reads it whole); from the IR's Constant ops, not the file (which holds small ones)."""
+    import math
 
-    return onnx_bytes(folder)
+    model = require().Core().read_model(str(folder / IR))
+    return sum(op.get_byte_size() for op in model.get_ops() if op.get_type_name() == "Constant"
+               and math.prod(op.get_output_partial_shape(0).to_shape()) >= 1024)
