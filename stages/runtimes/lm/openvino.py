@@ -1,0 +1,50 @@
+"""OpenVINO as an LM runtime: the source exported from PyTorch as a stateful OpenVINO graph (fused
+SDPA holding the KV cache, stages/methods/ov_export.py), NNCF-compressed for int8/int4
+(stages/methods/ov_build.py). One infer request keeps the cache as state; a step feeds only the
+new ids and the mask, as a deployment does."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.methods import ov_build
+from stages.runtimes import openvino_lm as R
+from stages.runtimes.lm.base import LmRuntime, Session
+
+
+class OvSession(Session):
+    def __init__(self, folder: Path, threads: int):
+        cm, self.setting = R.compile_model(folder, threads)
+        self.run = R.Decoder(cm)
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        self.run.reset()
+        return self.run.step(ids).copy()
+
+    def reset(self, max_tokens: int = 512) -> None:
+        self.run.reset()
+
+    def step(self, ids: list[int]) -> np.ndarray:
+        return self.run.step(ids)[-1].copy()
+
+
+class OpenVino(LmRuntime):
+    name = "openvino"
+    modules = ("openvino", "nncf")
+    packages = ("openvino", "nncf")
+    precisions = dict(ov_build.PRECISIONS)
+    defaults = {"precision": "fp32", "group_size": 64, "ratio": 1.0}   # int4: NNCF group size, int4 fraction
+
+    def _build(self, source: Path, out: Path, knobs: dict) -> dict:
+        return {"tensor_types": ov_build.build(source, out, knobs["precision"], knobs)}
+
+    def open(self, folder: Path, threads: int, knobs: dict | None = None,
+             full_logits: bool = True) -> Session:
+        return OvSession(Path(folder), threads)
+
+    def weight_bytes_per_token(self, folder: Path) -> int:
+        return R.weight_bytes_per_token(Path(folder))
+
+
+RUNTIME = OpenVino()

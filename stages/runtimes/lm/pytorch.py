@@ -1,0 +1,88 @@
+"""PyTorch (transformers) as an LM runtime: the artifact is the checkpoint itself (float, or a
+GPTQ/AWQ folder run through GPTQModel's kernels, `backend` picking the GPTQ kernel), in eager
+mode with transformers' DynamicCache as the KV cache."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from stages.runtimes import torch_lm
+from stages.runtimes.lm.base import LmRuntime, Session, read_config
+from stages.schema.kernels import AUTO
+
+ITEM_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "I16": 2, "I8": 1, "U8": 1,
+              "BOOL": 1}   # safetensors dtype -> bytes per element
+
+
+class TorchSession(Session):
+    def __init__(self, model):
+        import torch
+
+        self.torch, self.model, self.cache = torch, model, None
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        with self.torch.inference_mode():
+            out = self.model(input_ids=self.torch.tensor([ids]), use_cache=False).logits[0]
+        return out.float().numpy()
+
+    def reset(self, max_tokens: int = 512) -> None:
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache(config=self.model.config)
+
+    def step(self, ids: list[int]) -> np.ndarray:
+        with self.torch.inference_mode():
+            out = self.model(input_ids=self.torch.tensor([ids]), past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        return out.logits[0, -1].float().numpy()
+
+
+class PyTorch(LmRuntime):
+    name = "pytorch"
+    modules = ("torch", "transformers")
+    packages = ("torch", "transformers", "gptqmodel")
+    precisions = {"fp32": 32, "bf16": 16}   # of the float tensors (a GPTQ/AWQ source keeps its codes)
+    defaults = {"precision": "fp32", "backend": AUTO}   # backend: the GPTQ kernel (stages/schema/kernels.py)
+    quantized_sources = frozenset({"gptq", "awq"})
+
+    def _build(self, source: Path, out: Path, knobs: dict) -> dict:
+        """The checkpoint as it is (fp32), or its float tensors cast to bfloat16 (bf16)."""
+        if knobs.get("precision", "fp32") == "fp32" or read_config(source).get("quantization_config"):
+            shutil.copytree(source, out)
+        else:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)
+            model.save_pretrained(out)
+        return {}
+
+    def open(self, folder: Path, threads: int, knobs: dict | None = None,
+             full_logits: bool = True) -> Session:
+        torch_lm.setup("cpu", threads, "threads")
+        model, _ = torch_lm.load(folder, "cpu", (knobs or {}).get("backend", AUTO))
+        return TorchSession(model)
+
+    def weight_bytes_per_token(self, folder: Path) -> int:
+        """Every tensor of the checkpoint once, except an untied input embedding, of which one
+        row per token is read (a tied table is read whole, as the LM head)."""
+        from safetensors import safe_open
+
+        total, embed = 0, None
+        for path in sorted(Path(folder).glob("*.safetensors")):
+            with safe_open(str(path), "pt") as f:
+                for key in f.keys():
+                    s = f.get_slice(key)
+                    size = int(np.prod(s.get_shape())) * ITEM_BYTES[s.get_dtype()]
+                    total += size
+                    if key.endswith("embed_tokens.weight"):
+                        embed = (size, s.get_shape()[0])
+        tied = read_config(folder).get("tie_word_embeddings", True)
+        if embed and not tied:
+            total -= embed[0] - embed[0] // embed[1]
+        return total
+
+
+RUNTIME = PyTorch()

@@ -1,0 +1,114 @@
+"""Every registered LM runtime (stages/runtimes/lm) on the tiny model, through the interface
+alone: its float build's logits agree with PyTorch's on the same weights, its KV-cache steps
+agree with a full recompute, a quantized build loads and scores, and the shared meter and
+scorer drive it. A runtime added to the registry is tested here without a new test."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stages.core.errors import PipelineError
+from stages.runtimes import lm
+
+# Stated tolerance of a float build against PyTorch fp32: max |logit difference|. The runtimes
+# reorder float32 sums (fused attention, other GEMM kernels); f16 storage is llama.cpp's float.
+FLOAT = {"pytorch": ("fp32", 1e-4), "ort_genai": ("fp32", 1e-3), "llamacpp": ("f32", 1e-2),
+         "openvino": ("fp32", 1e-3)}
+QUANTIZED = {"pytorch": "bf16", "ort_genai": "int4", "llamacpp": "q4_0", "openvino": "int4"}
+IDS = [1, 504, 2443, 314, 253, 3474, 30, 378, 1015, 282, 3240, 28, 1062, 2143, 314, 6035]
+
+
+def test_every_runtime_in_the_registry_has_a_float_and_a_quantized_case():
+    assert set(lm.names()) == set(FLOAT) == set(QUANTIZED)
+    for name in lm.names():
+        rt = lm.get(name)
+        assert rt.name == name and FLOAT[name][0] in rt.precisions and QUANTIZED[name] in rt.precisions
+
+
+def test_unknown_runtime_is_one_line_listing_the_known():
+    with pytest.raises(PipelineError, match=r"unknown LM runtime 'onnx' \(known: llamacpp, "):
+        lm.get("onnx")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_hf):
+    session = lm.get("pytorch").open(tiny_hf, 2)
+    return session.logits(IDS)
+
+
+@pytest.fixture(scope="module")
+def builds(tiny_hf, tmp_path_factory):
+    """(runtime, precision) -> its artifact folder, built once for the module."""
+    root, made = tmp_path_factory.mktemp("lm-runtimes"), {}
+
+    def get(name: str, precision: str):
+        if (name, precision) not in made:
+            rt = lm.get(name)
+            try:
+                rt.require()
+            except PipelineError as exc:
+                pytest.skip(str(exc))
+            out = root / f"{name}-{precision}"
+            rt.build(tiny_hf, out, {"precision": precision})
+            made[name, precision] = out
+        return made[name, precision]
+    return get
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT))
+def test_float_build_matches_pytorch_and_its_cache_matches_a_recompute(name, builds, reference):
+    precision, tol = FLOAT[name]
+    rt = lm.get(name)
+    folder = builds(name, precision)
+    assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    session = rt.open(folder, 2)
+    got = session.logits(IDS)
+    assert got.shape == reference.shape and got.dtype == np.float32
+    assert np.abs(got - reference).max() < tol
+    # generation through the runtime's own KV cache: a prompt, then one token at a time
+    session.reset(len(IDS))
+    steps = [session.step(IDS[:8])] + [session.step([t]) for t in IDS[8:]]
+    assert np.abs(np.stack(steps) - reference[7:]).max() < tol
+    assert 0 < rt.weight_bytes_per_token(folder) <= sum(
+        f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZED))
+def test_quantized_build_loads_and_scores(name, builds, reference):
+    from stages.meters import lm_latency
+    from stages.tasks.scoring import score_session
+
+    rt = lm.get(name)
+    folder = builds(name, QUANTIZED[name])
+    session = rt.open(folder, 2)
+    got = session.logits(IDS)
+    assert got.shape == reference.shape and np.isfinite(got).all()
+    # a quantized model of the same weights: its logits follow the float ones, not noise
+    assert np.corrcoef(got.ravel(), reference.ravel())[0, 1] > 0.9
+    assert not np.array_equal(got, reference)
+    scores = score_session(session, [(IDS[:-1], 2, IDS[-2:])], k=5)
+    assert set(scores[0]) == {"loglik", "greedy", "topk_first", "topk_word"} and scores[0]["loglik"] < 0
+    timing = rt.open(folder, 2, full_logits=False)
+    out = lm_latency.measure(timing, IDS * 4, prefill_tokens=48, decode_tokens=4, repeats=1)
+    assert out["ttft_ms"] > 0 and out["tpot_p90_ms"] >= out["tpot_ms"] > 0
+    assert out["prefill_tokens"] == 48
+
+
+def test_check_refuses_unsupported_sources_before_any_work(tiny_hf, tmp_path):
+    src = tmp_path / "bert"
+    src.mkdir()
+    cfg = json.loads((tiny_hf / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**cfg, "architectures": ["BertForMaskedLM"]}))
+    with pytest.raises(PipelineError, match="ort_genai runtime does not support BertForMaskedLM"):
+        lm.get("ort_genai").build(src, tmp_path / "out", {"precision": "int4"})
+    (src / "config.json").write_text(json.dumps({**cfg, "quantization_config": {
+        "quant_method": "gptq", "bits": 4}}))
+    with pytest.raises(PipelineError, match="llamacpp runtime cannot build a gptq-quantized"):
+        lm.get("llamacpp").build(src, tmp_path / "out", {"precision": "q4_0"})
+    with pytest.raises(PipelineError, match="unknown knob.*blok_size"):
+        lm.get("ort_genai").build(tiny_hf, tmp_path / "out", {"precision": "int4", "blok_size": 32})
+    with pytest.raises(PipelineError, match="precision 'int3' is not one of"):
+        lm.get("openvino").build(tiny_hf, tmp_path / "out", {"precision": "int3"})
+    assert not (tmp_path / "out").exists()
