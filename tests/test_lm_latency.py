@@ -49,3 +49,31 @@ def test_ttft_tpot_and_rates_follow_their_definitions(monkeypatch):
 def test_too_short_a_stream_is_refused():
     with pytest.raises(ValueError):
         lm_latency.measure(FakeSession(Clock()), list(range(10)), 256, 5, 1)
+
+
+class Joules:
+    """An energy source of 100 W on the virtual clock."""
+    name, basis, min_window_s = "fake", "test", 0.0
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def read(self) -> float:
+        return 100.0 * self.clock.t
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_a_meter_energy_per_token_covers_each_run_and_warm_ups_are_dropped(monkeypatch):
+    from stages.meters.energy import Meter
+
+    clock = Clock()
+    monkeypatch.setattr(lm_latency.time, "perf_counter", clock)
+    monkeypatch.setattr("stages.meters.energy.time.perf_counter", clock)
+    out = lm_latency.measure(FakeSession(clock), list(range(300)), 256, 5, 3, Meter(Joules(clock), 0.0))
+    assert out["ttft_ms"] == pytest.approx(42) and out["tpot_ms"] == pytest.approx(11)
+    # 100 W x (prompt 42 ms + 4 steps of 11 ms) over 5 tokens; 100 W x 266 ms over 256 prompt tokens
+    assert out["energy_decode"]["j_per_unit"] == pytest.approx(100 * 0.086 / 5)
+    assert out["energy_prefill"]["j_per_unit"] == pytest.approx(100 * 0.266 / 256)
+    assert out["energy_decode"]["windows"] == 3

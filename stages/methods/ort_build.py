@@ -44,9 +44,10 @@ def run_builder(src: Path, out: Path, precision: str, knobs: dict, gptq: bool = 
     if proc.returncode != 0 or not (out / "model.onnx").is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise PipelineError(f"onnxruntime-genai builder failed for {src} ({precision}): {tail[0]}")
-    cfg = json.loads((out / "genai_config.json").read_text())
-    if cfg["model"]["type"] != "llama":
-        raise PipelineError(f"builder made a {cfg['model']['type']!r} model, expected llama")
+    made = json.loads((out / "genai_config.json").read_text())["model"]["type"]
+    expected = json.loads((src / "config.json").read_text())["model_type"]
+    if made != expected:
+        raise PipelineError(f"builder made a {made!r} model from a {expected!r} checkpoint ({src})")
 
 
 def head_type(folder: Path) -> str:

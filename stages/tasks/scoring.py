@@ -17,3 +17,22 @@ def score_session(session, reqs, k: int) -> list[dict]:
         logits = session.logits(ids)
         scores.append(S.score_continuation(torch.from_numpy(logits[len(ids) - n:len(ids)]), cont, k))
     return scores
+
+
+
+class _TokenizerDefault:
+    """A tokenizer whose encode always adds what its own template adds, as lm-evaluation-harness
+    0.4.13 encodes for a causal model (HFLM.tok_encode leaves add_special_tokens at the
+    tokenizer's default): a BOS for Gemma's (and Llama 3's) tokenizer, nothing for SmolLM2's
+    or Qwen2's. encode_examples' pair split is kept, so the BOS stays with the context."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def __call__(self, text: str, add_special_tokens: bool = True):
+        return self.tok(text, add_special_tokens=True)
+
+
+def encode(tok, texts: list[str], max_length: int):
+    """encode_examples' requests with the harness's special-token rule for this tokenizer."""
+    return S.encode_examples(_TokenizerDefault(tok), texts, max_length)

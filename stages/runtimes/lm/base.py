@@ -52,6 +52,7 @@ class LmRuntime(ABC):
     precisions: dict[str, int] = {}      # the `precision` knob's choices -> weight bits
     defaults: dict = {}                  # every knob's default (a params entry overrides them)
     architectures: frozenset[str] | None = None   # HF architectures it builds (None: any)
+    unsupported: dict[str, str] = {}     # architecture -> why this runtime cannot build it (tested)
     quantized_sources: frozenset[str] = frozenset()   # quant_method of a source it can take
 
     def require(self) -> None:
@@ -67,6 +68,9 @@ class LmRuntime(ABC):
         """One line, before any work, where this runtime cannot build `source` with `knobs`."""
         cfg = read_config(source)
         arch = (cfg.get("architectures") or ["?"])[0]
+        if arch in self.unsupported:
+            raise PipelineError(f"the {self.name} runtime does not support {arch} ({source}): "
+                                f"{self.unsupported[arch]}")
         if self.architectures is not None and arch not in self.architectures:
             raise PipelineError(f"the {self.name} runtime does not support {arch} ({source}); "
                                 f"supported: {', '.join(sorted(self.architectures))}")

@@ -59,6 +59,8 @@ class OrtGenai(LmRuntime):
                 "gptq_head": "int8"}   # the builder knobs: stages/methods/ort_build.py
     architectures = BUILDER_ARCHITECTURES
     quantized_sources = frozenset({"gptq"})
+    unsupported = {"Gemma3ForCausalLM": "the 0.18 builder reads a flat rope_parameters['rope_type'], "
+                   "transformers 5 writes Gemma 3's per layer type (KeyError 'rope_type')"}
 
     def check(self, source: Path, knobs: dict) -> None:
         super().check(source, knobs)

@@ -1,0 +1,31 @@
+"""AWQ (Lin et al., 2024) through GPTQModel's METHOD.AWQ (stages/methods/awq.py): activation-aware
+scales searched on the calibration passages of full `calib_seq_len` length, then int4 with
+`group_size` columns per scale, in `dtype` (auto: float16 on CUDA, bfloat16 on a CPU)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.methods import awq as A, gptq as G
+from stages.methods.lm.base import LmMethod
+from stages.methods.lm.gptq import sample
+
+
+class Awq(LmMethod):
+    name = "awq"
+    defaults = {"bits": 4, "group_size": 64, "calib_size": 128, "calib_seq_len": 128,
+                "dtype": "auto", "device": "cpu", "threads": 2, "seed": 0}
+    needs_calibration = quantizes = True
+
+    def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(source)
+        calib = G.tokenized_calibration(tok, sample(calibration, knobs["calib_size"], knobs["seed"]),
+                                        knobs["calib_seq_len"])
+        dtype = A.search_dtype(knobs["dtype"], knobs["device"])
+        seconds = A.quantize(source, calib, knobs["bits"], knobs, knobs["seed"], out, dtype)
+        return {"bits": knobs["bits"], "seconds": seconds, "dtype": dtype,
+                "calib_passages": len(A.uniform(calib, knobs["calib_seq_len"]))}
+
+
+METHOD = Awq()

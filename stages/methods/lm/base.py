@@ -1,0 +1,59 @@
+"""The compression-method interface: a method turns one HF model folder into another
+(`apply(source, out, knobs, calibration, teacher)`), float in; a quantizer writes a GPTQ/AWQ
+checkpoint that the PyTorch runtime loads, a dense method (prune, distill) a float folder.
+Methods never score or time themselves; chains are sequences of applications."""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from stages.core.errors import PipelineError
+
+
+class LmMethod(ABC):
+    name: str = ""
+    defaults: dict = {}              # every knob's default (a params entry overrides them)
+    needs_calibration = False        # reads calibration passages (never evaluated ones)
+    needs_teacher = False            # reads the teacher model folder (distillation)
+    quantizes = False                # writes quantized weights (its output is the chain's end)
+
+    def check(self, source: Path, knobs: dict) -> None:
+        """One line, before any work, where the method cannot apply to `source` with `knobs`."""
+        unknown = sorted(set(knobs) - set(self.defaults))
+        if unknown:
+            raise PipelineError(f"{self.name}: unknown knob(s) {', '.join(unknown)} "
+                                f"(known: {', '.join(self.defaults)})")
+        cfg_path = Path(source) / "config.json"
+        if not cfg_path.is_file():
+            raise PipelineError(f"{self.name}: no config.json in {source}")
+        if json.loads(cfg_path.read_text()).get("quantization_config"):
+            raise PipelineError(f"{self.name}: {source} is already quantized; "
+                                f"a quantizer ends a chain, so apply {self.name} before it")
+
+    def apply(self, source: Path, out: Path, knobs: dict, calibration: list[str] | None = None,
+              teacher: Path | None = None) -> dict:
+        """Write the compressed model folder `out` (created); returns what the step did."""
+        knobs = {**self.defaults, **knobs}
+        self.check(source, knobs)
+        if self.needs_calibration and not calibration:
+            raise PipelineError(f"{self.name} needs calibration passages")
+        if self.needs_teacher and teacher is None:
+            raise PipelineError(f"{self.name} needs a teacher model folder")
+        info = self._apply(Path(source), Path(out), knobs, calibration, teacher)
+        name = json.loads((Path(source) / "config.json").read_text()).get("_name_or_path") or "model"
+        relabel(Path(out), f"{Path(name).name}-{self.name}")
+        return info
+
+    @abstractmethod
+    def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
+        """The method itself: `out` does not exist yet."""
+
+
+def relabel(folder: Path, name: str) -> None:
+    """The saved config's _name_or_path set to a name, never a local path (outputs are
+    path-independent; some libraries write their temporary paths there)."""
+    path = folder / "config.json"
+    doc = json.loads(path.read_text())
+    doc["_name_or_path"] = name
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,59 @@
+"""GPTQ (Frantar et al., 2022) through transformers.GPTQConfig -> optimum -> GPTQModel
+(stages/methods/gptq.py), at `bits` with `group_size` columns per scale, on `calib_size`
+passages of `calib_seq_len` tokens."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from stages.methods import gptq as G
+from stages.methods.lm.base import LmMethod
+
+
+class Gptq(LmMethod):
+    name = "gptq"
+    defaults = {"bits": 4, "group_size": 64, "calib_size": 128, "calib_seq_len": 128,
+                "damp_percent": 0.01, "desc_act": False, "device": "cpu", "seed": 0}
+    needs_calibration = quantizes = True
+
+    def check(self, source: Path, knobs: dict) -> None:
+        super().check(source, knobs)
+        check_packable(source, self.name)
+
+    def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
+        from transformers import AutoTokenizer
+
+        texts = sample(calibration, knobs["calib_size"], knobs["seed"])
+        tok = AutoTokenizer.from_pretrained(source)
+        calib = G.tokenized_calibration(tok, texts, knobs["calib_seq_len"])
+        seconds = G.quantize(source, tok, calib, knobs["bits"], knobs, knobs["seed"], out)
+        return {"bits": knobs["bits"], "seconds": seconds, "calib_passages": len(calib)}
+
+
+def check_packable(source: Path, method: str) -> None:
+    """GPTQModel packs a layer's outputs in blocks of 32: a narrower or ragged projection is one
+    line here, before any work, instead of a ValueError after the quantization pass."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from stages.core.errors import PipelineError
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
+    bad = [n for n, m in model.model.layers.named_modules()
+           if isinstance(m, torch.nn.Linear) and m.out_features % 32]
+    if bad:
+        raise PipelineError(f"{method}: GPTQModel packs output widths in multiples of 32; {bad[0]} of "
+                            f"{source} has {model.model.layers.get_submodule(bad[0]).out_features}")
+
+
+def sample(texts: list[str], n: int, seed: int) -> list[str]:
+    """n passages drawn (seeded, in file order) from the calibration set, or one line."""
+    from stages.core.errors import PipelineError
+
+    if n > len(texts):
+        raise PipelineError(f"calib_size={n} exceeds the {len(texts)} calibration passages")
+    return [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), n))]
+
+
+METHOD = Gptq()
