@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-MAX_LINES = 160  # "files under ~150 lines"
+MAX_LINES = 250  # a file is one concern read top to bottom; 160 split concerns (issue 32), this catches sprawl
 
 
 def module_file(name: str) -> Path:

@@ -81,7 +81,9 @@ def test_method_output_loads_and_scores(name, arch, sources, wide, calibration, 
 def test_refusals_come_before_any_work(tiny_hf, tmp_path, calibration):
     with pytest.raises(PipelineError, match="unknown LM compression method 'gtpq'"):
         methods.get("gtpq")
-    with pytest.raises(PipelineError, match="unknown knob.*group_sise"):
+    with pytest.raises(PipelineError, match="prune: sparsity: Input should be less than 1, got 1.5"):
+        methods.get("prune").apply(tiny_hf, tmp_path / "o", {"sparsity": 1.5})
+    with pytest.raises(PipelineError, match="unknown knob 'group_sise' \(did you mean 'group_size'\?\)"):
         methods.get("gptq").apply(tiny_hf, tmp_path / "o", {"group_sise": 32}, calibration)
     with pytest.raises(PipelineError, match="gptq needs calibration passages"):
         methods.get("gptq").apply(tiny_hf, tmp_path / "o", {})

@@ -112,6 +112,21 @@ def test_quantized_build_loads_and_scores(name, builds, references):
     assert out["prefill_tokens"] == 48
 
 
+@pytest.mark.parametrize("name", sorted(FLOAT))
+def test_a_truncated_artifact_is_one_line_naming_it(name, builds, tmp_path):
+    import shutil
+
+    folder = tmp_path / "broken"
+    shutil.copytree(builds("llama", name, FLOAT[name][0]), folder)
+    biggest = max((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    with pytest.raises(PipelineError, match=f"{folder} cannot be opened by the {name} runtime") as exc:
+        lm.get(name).open(folder, 2).logits(IDS)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(PipelineError, match=f"no {name} model folder at"):
+        lm.get(name).open(tmp_path / "missing", 2)
+
+
 def test_check_refuses_unsupported_sources_before_any_work(tiny_hf, tmp_path):
     src = tmp_path / "bert"
     src.mkdir()
@@ -123,8 +138,8 @@ def test_check_refuses_unsupported_sources_before_any_work(tiny_hf, tmp_path):
         "quant_method": "gptq", "bits": 4}}))
     with pytest.raises(PipelineError, match="llamacpp runtime cannot build a gptq-quantized"):
         lm.get("llamacpp").build(src, tmp_path / "out", {"precision": "q4_0"})
-    with pytest.raises(PipelineError, match="unknown knob.*blok_size"):
+    with pytest.raises(PipelineError, match="unknown knob 'blok_size' \(did you mean 'block_size'\?\)"):
         lm.get("ort_genai").build(tiny_hf, tmp_path / "out", {"precision": "int4", "blok_size": 32})
-    with pytest.raises(PipelineError, match="precision 'int3' is not one of"):
+    with pytest.raises(PipelineError, match="openvino: precision: Input should be 'fp32', 'int8' or 'int4', got 'int3'"):
         lm.get("openvino").build(tiny_hf, tmp_path / "out", {"precision": "int3"})
     assert not (tmp_path / "out").exists()

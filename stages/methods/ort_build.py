@@ -33,7 +33,8 @@ def extra_options(knobs: dict, precision: str, gptq: bool) -> list[str]:
 def run_builder(src: Path, out: Path, precision: str, knobs: dict, gptq: bool = False) -> None:
     """Build into `out` (created); the builder's last log line is the error if it fails."""
     with tempfile.TemporaryDirectory(prefix="ort-cache-") as cache:
-        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(src),
+        # the builder's command line, with its transformers-5 Gemma 3 fix (stages/methods/ort_builder.py)
+        cmd = [sys.executable, "-m", "stages.methods.ort_builder", "-i", str(src),
                "-o", str(out), "-p", precision, "-e", "cpu", "-c", cache,
                "--extra_options", *extra_options(knobs, precision, gptq)]
         log.info("running %s", " ".join(cmd[2:]))

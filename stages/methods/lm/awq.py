@@ -4,16 +4,30 @@ scales searched on the calibration passages of full `calib_seq_len` length, then
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from stages.methods import awq as A, gptq as G
 from stages.methods.lm.base import LmMethod
 from stages.methods.lm.gptq import sample
+from stages.runtimes.lm.base import Knobs
+
+
+class AwqKnobs(Knobs):
+    bits: Literal[4] = 4                         # AWQ's GEMM format
+    group_size: int = Field(64, ge=-1)
+    calib_size: int = Field(128, ge=1)
+    calib_seq_len: int = Field(128, ge=8)        # only passages of this full length are searched on
+    dtype: Literal["auto", "float16", "bfloat16"] = "auto"   # search and packing dtype
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(2, ge=1)
+    seed: int = 0
 
 
 class Awq(LmMethod):
     name = "awq"
-    defaults = {"bits": 4, "group_size": 64, "calib_size": 128, "calib_seq_len": 128,
-                "dtype": "auto", "device": "cpu", "threads": 2, "seed": 0}
+    knobs = AwqKnobs
     needs_calibration = quantizes = True
 
     def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:

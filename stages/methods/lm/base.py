@@ -9,21 +9,18 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from stages.core.errors import PipelineError
+from stages.runtimes.lm.base import Knobs, validate_knobs
 
 
 class LmMethod(ABC):
     name: str = ""
-    defaults: dict = {}              # every knob's default (a params entry overrides them)
+    knobs: type[Knobs] = Knobs       # its knobs with their defaults (a params entry overrides them)
     needs_calibration = False        # reads calibration passages (never evaluated ones)
     needs_teacher = False            # reads the teacher model folder (distillation)
     quantizes = False                # writes quantized weights (its output is the chain's end)
 
     def check(self, source: Path, knobs: dict) -> None:
-        """One line, before any work, where the method cannot apply to `source` with `knobs`."""
-        unknown = sorted(set(knobs) - set(self.defaults))
-        if unknown:
-            raise PipelineError(f"{self.name}: unknown knob(s) {', '.join(unknown)} "
-                                f"(known: {', '.join(self.defaults)})")
+        """One line, before any work, where the method cannot apply to `source` (knobs: validated)."""
         cfg_path = Path(source) / "config.json"
         if not cfg_path.is_file():
             raise PipelineError(f"{self.name}: no config.json in {source}")
@@ -34,7 +31,7 @@ class LmMethod(ABC):
     def apply(self, source: Path, out: Path, knobs: dict, calibration: list[str] | None = None,
               teacher: Path | None = None) -> dict:
         """Write the compressed model folder `out` (created); returns what the step did."""
-        knobs = {**self.defaults, **knobs}
+        knobs = validate_knobs(self.knobs, knobs, self.name)
         self.check(source, knobs)
         if self.needs_calibration and not calibration:
             raise PipelineError(f"{self.name} needs calibration passages")

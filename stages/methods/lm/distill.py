@@ -4,15 +4,30 @@ on the calibration passages only."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from stages.methods import distill as D, prune as PR
 from stages.methods.lm.base import LmMethod
+from stages.runtimes.lm.base import Knobs
+
+
+class DistillKnobs(Knobs):
+    steps: int = Field(40, ge=1)                 # AdamW steps on the calibration passages only
+    batch_size: int = Field(4, ge=1)             # windows per step
+    seq_len: int = Field(64, ge=8)               # tokens per window
+    lr: float = Field(1.0e-4, gt=0)              # constant after a 10 % linear warm-up
+    temperature: float = Field(2.0, gt=0)        # of the KL term (Hinton et al., 2015)
+    alpha: float = Field(0.5, ge=0, le=1)        # alpha * T^2 * KL + (1 - alpha) * LM loss
+    drop_every: int = Field(2, ge=0)             # the student drops every n-th decoder layer (0: none)
+    device: Literal["cpu", "cuda"] = "cpu"
+    seed: int = 0
 
 
 class Distill(LmMethod):
     name = "distill"
-    defaults = {"steps": 40, "batch_size": 4, "seq_len": 64, "lr": 1.0e-4, "temperature": 2.0,
-                "alpha": 0.5, "drop_every": 2, "device": "cpu", "seed": 0}
+    knobs = DistillKnobs
     needs_calibration = needs_teacher = True
 
     def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:

@@ -5,15 +5,29 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from stages.methods import gptq as G
 from stages.methods.lm.base import LmMethod
+from stages.runtimes.lm.base import Knobs
+
+
+class GptqKnobs(Knobs):
+    bits: Literal[2, 3, 4, 8] = 4
+    group_size: int = Field(64, ge=-1)           # columns sharing one scale/zero; -1 = one group per row
+    calib_size: int = Field(128, ge=1)           # calibration passages (never evaluated ones)
+    calib_seq_len: int = Field(128, ge=8)        # tokens per passage (its first)
+    damp_percent: float = Field(0.01, gt=0, lt=1)   # Hessian dampening, fraction of its mean diagonal
+    desc_act: bool = False                       # columns in order of decreasing activation
+    device: Literal["cpu", "cuda"] = "cpu"
+    seed: int = 0                                # calibration draw and torch seed
 
 
 class Gptq(LmMethod):
     name = "gptq"
-    defaults = {"bits": 4, "group_size": 64, "calib_size": 128, "calib_seq_len": 128,
-                "damp_percent": 0.01, "desc_act": False, "device": "cpu", "seed": 0}
+    knobs = GptqKnobs
     needs_calibration = quantizes = True
 
     def check(self, source: Path, knobs: dict) -> None:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from stages.methods import prune as PR
 from stages.methods.lm.base import LmMethod
+from stages.runtimes.lm.base import Knobs
+
+
+class PruneKnobs(Knobs):
+    sparsity: float = Field(0.5, ge=0, lt=1)     # unstructured: fraction of each layer's weights zeroed
+    pattern: Literal["unstructured", "2:4"] = "unstructured"
 
 
 class Prune(LmMethod):
     name = "prune"
-    defaults = {"sparsity": 0.5, "pattern": "unstructured"}
+    knobs = PruneKnobs
 
     def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
         import torch

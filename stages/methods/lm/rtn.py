@@ -3,15 +3,26 @@ group size, symmetric grid and packing, no calibration."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from stages.methods import rtn as R
 from stages.methods.lm.base import LmMethod
 from stages.methods.lm.gptq import check_packable
+from stages.runtimes.lm.base import Knobs
+
+
+class RtnKnobs(Knobs):
+    bits: Literal[2, 3, 4, 8] = 4
+    group_size: int = Field(64, ge=-1)           # as GPTQ's
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(2, ge=1)                # GPTQModel's CPU workers
 
 
 class Rtn(LmMethod):
     name = "rtn"
-    defaults = {"bits": 4, "group_size": 64, "device": "cpu", "threads": 2}
+    knobs = RtnKnobs
     quantizes = True
 
     def check(self, source: Path, knobs: dict) -> None:

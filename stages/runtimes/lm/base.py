@@ -9,6 +9,7 @@ for every runtime.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import json
@@ -17,12 +18,33 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from stages.core.errors import PipelineError
+from stages.core.errors import PipelineError, log
 
 # The source files every artifact carries beside the runtime's own (those that exist).
 MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "tokenizer.model", "chat_template.jinja")
+
+
+class Knobs(BaseModel):
+    """A plugin's knobs: typed, with defaults, no unknown key (a typo is one line)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def validate_knobs(model: type[Knobs], given: dict, who: str) -> dict:
+    """`given` over the plugin's defaults as a plain dict, or one line naming the bad knob."""
+    try:
+        return model.model_validate(given).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(key, list(model.model_fields), 1, 0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise PipelineError(f"{who}: unknown knob {key!r}{hint}; known: "
+                                f"{', '.join(model.model_fields)}") from None
+        raise PipelineError(f"{who}: {key}: {err['msg']}, got {err.get('input')!r}") from None
 
 
 class Session(ABC):
@@ -32,6 +54,11 @@ class Session(ABC):
     @abstractmethod
     def logits(self, ids: list[int]) -> np.ndarray:
         """Logits [len(ids), vocab] (float32) of every position, from an empty cache."""
+
+    def tail_logits(self, ids: list[int], n: int) -> np.ndarray:
+        """Logits [n, vocab] of the last n positions of `ids` from an empty cache (what scoring
+        needs); a runtime may compute only those."""
+        return self.logits(ids)[len(ids) - n:]
 
     @abstractmethod
     def reset(self, max_tokens: int = 512) -> None:
@@ -50,7 +77,7 @@ class LmRuntime(ABC):
     modules: tuple[str, ...] = ()        # importable modules it needs (checked before any work)
     packages: tuple[str, ...] = ()       # pip distributions whose versions every result records
     precisions: dict[str, int] = {}      # the `precision` knob's choices -> weight bits
-    defaults: dict = {}                  # every knob's default (a params entry overrides them)
+    knobs: type[Knobs] = Knobs           # its knobs with their defaults (a params entry overrides them)
     architectures: frozenset[str] | None = None   # HF architectures it builds (None: any)
     unsupported: dict[str, str] = {}     # architecture -> why this runtime cannot build it (tested)
     quantized_sources: frozenset[str] = frozenset()   # quant_method of a source it can take
@@ -65,7 +92,7 @@ class LmRuntime(ABC):
                                     f"({exc}); install the project with `bash setup.sh`") from None
 
     def check(self, source: Path, knobs: dict) -> None:
-        """One line, before any work, where this runtime cannot build `source` with `knobs`."""
+        """One line, before any work, where this runtime cannot build `source` (knobs: validated)."""
         cfg = read_config(source)
         arch = (cfg.get("architectures") or ["?"])[0]
         if arch in self.unsupported:
@@ -78,13 +105,6 @@ class LmRuntime(ABC):
         if method and method not in self.quantized_sources:
             raise PipelineError(f"the {self.name} runtime cannot build a {method}-quantized "
                                 f"checkpoint ({source}); give it a float model")
-        unknown = sorted(set(knobs) - set(self.defaults))
-        if unknown:
-            raise PipelineError(f"{self.name}: unknown knob(s) {', '.join(unknown)} "
-                                f"(known: {', '.join(self.defaults)})")
-        if knobs["precision"] not in self.precisions:
-            raise PipelineError(f"{self.name}: precision {knobs.get('precision')!r} is not one of "
-                                f"{', '.join(self.precisions)}")
 
     def versions(self) -> dict[str, str]:
         return {p: importlib.metadata.version(p) for p in self.packages}
@@ -92,7 +112,7 @@ class LmRuntime(ABC):
     def build(self, source: Path, out: Path, knobs: dict) -> dict:
         """Write the artifact folder `out` (created) from the HF folder `source`; returns what
         the build made (tensor types, head type, ...) for the build's metrics."""
-        knobs = {**self.defaults, **knobs}
+        knobs = validate_knobs(self.knobs, knobs, self.name)
         self.check(source, knobs)
         self.require()
         info = self._build(source, out, knobs)
@@ -105,11 +125,29 @@ class LmRuntime(ABC):
     def _build(self, source: Path, out: Path, knobs: dict) -> dict:
         """The runtime's own files into `out` (created here)."""
 
-    @abstractmethod
     def open(self, folder: Path, threads: int, knobs: dict | None = None,
              full_logits: bool = True) -> Session:
         """A Session over an artifact with `threads` intra-op threads and the variant's runtime
-        knobs; full_logits=False where only `step` is used (timing)."""
+        knobs; full_logits=False where only `step` is used (timing). A missing, truncated or
+        corrupt artifact is one line naming the folder and the loader's reason."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise PipelineError(f"no {self.name} model folder at {folder}")
+        self.require()
+        knobs = validate_knobs(self.knobs, knobs or {}, self.name)
+        try:
+            return self._open(folder, threads, knobs, full_logits)
+        except PipelineError:
+            raise
+        except Exception as exc:   # the loaders raise anything from ValueError to RuntimeError
+            log.debug("opening %s", folder, exc_info=True)   # the traceback, for --verbose runs
+            reason = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise PipelineError(f"{folder} cannot be opened by the {self.name} runtime "
+                                f"(truncated or corrupt?): {type(exc).__name__}: {reason}") from None
+
+    @abstractmethod
+    def _open(self, folder: Path, threads: int, knobs: dict, full_logits: bool) -> Session:
+        """The runtime's own loader."""
 
     @abstractmethod
     def weight_bytes_per_token(self, folder: Path) -> int:

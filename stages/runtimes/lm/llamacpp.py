@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from stages.core.errors import PipelineError
 from stages.methods import gguf_build
 from stages.runtimes import llamacpp_lm as R
-from stages.runtimes.lm.base import LmRuntime, Session, read_config
+from stages.runtimes.lm.base import Knobs, LmRuntime, Session, read_config
 
 GGUF = "model.gguf"
 
@@ -21,6 +23,7 @@ GGUF = "model.gguf"
 class LlamaSession(Session):
     def __init__(self, path: Path, threads: int, full_logits: bool):
         self.path, self.threads, self.full, self.llm, self.n_ctx = path, threads, full_logits, None, 0
+        self._ready(1)   # load now: a bad file fails in open(), not at the first example
 
     def _ready(self, n: int):
         """A Llama whose context holds n tokens (re-made, doubled, when one does not)."""
@@ -48,12 +51,17 @@ class LlamaSession(Session):
                                      shape=(vocab,)).copy()
 
 
+class LlamaKnobs(Knobs):
+    precision: Literal["f32", "f16", "q8_0", "q4_0", "q4_k_m"] = "f16"   # the converter's or the quantizer's type
+    threads: int = Field(2, ge=1)                                      # the quantizer's threads
+
+
 class LlamaCpp(LmRuntime):
     name = "llamacpp"
     modules = ("llama_cpp", "gguf")
     packages = ("llama-cpp-python", "gguf")
     precisions = {"f32": 32, "f16": 16, "q8_0": 8, "q4_0": 4, "q4_k_m": 4}
-    defaults = {"precision": "f16", "threads": 2}   # threads: the quantizer's
+    knobs = LlamaKnobs
 
     def _build(self, source: Path, out: Path, knobs: dict) -> dict:
         gguf_build.converter()   # a missing converter: one line, before any work
@@ -63,8 +71,7 @@ class LlamaCpp(LmRuntime):
         head = "output.weight" if "output.weight" in tensors else "token_embd.weight"
         return {"tensor_types": R.type_counts(out / GGUF), "head_type": tensors[head][0]}
 
-    def open(self, folder: Path, threads: int, knobs: dict | None = None,
-             full_logits: bool = True) -> Session:
+    def _open(self, folder: Path, threads: int, knobs: dict, full_logits: bool) -> Session:
         path = Path(folder) / GGUF
         vocab, expected = R.vocab_size(path), read_config(folder).get("vocab_size")
         if expected is not None and vocab != expected:

@@ -5,12 +5,14 @@ new ids and the mask, as a deployment does."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from stages.methods import ov_build
 from stages.runtimes import openvino_lm as R
-from stages.runtimes.lm.base import LmRuntime, Session
+from stages.runtimes.lm.base import Knobs, LmRuntime, Session
 
 
 class OvSession(Session):
@@ -29,6 +31,12 @@ class OvSession(Session):
         return self.run.step(ids)[-1].copy()
 
 
+class OvKnobs(Knobs):
+    precision: Literal["fp32", "int8", "int4"] = "fp32"   # int8: INT8_ASYM per channel; int4: INT4_SYM
+    group_size: int = Field(64, ge=-1)                    # int4: columns per scale (-1 = per channel)
+    ratio: float = Field(1.0, gt=0, le=1)                 # int4: fraction of the weights in int4
+
+
 class OpenVino(LmRuntime):
     name = "openvino"
     modules = ("openvino", "nncf")
@@ -36,13 +44,12 @@ class OpenVino(LmRuntime):
     precisions = dict(ov_build.PRECISIONS)
     unsupported = {"Gemma3ForCausalLM": "the stateful export (stages/methods/ov_export.py) traces one "
                    "cache shape; Gemma 3's sliding-window layers fail that trace"}
-    defaults = {"precision": "fp32", "group_size": 64, "ratio": 1.0}   # int4: NNCF group size, int4 fraction
+    knobs = OvKnobs
 
     def _build(self, source: Path, out: Path, knobs: dict) -> dict:
         return {"tensor_types": ov_build.build(source, out, knobs["precision"], knobs)}
 
-    def open(self, folder: Path, threads: int, knobs: dict | None = None,
-             full_logits: bool = True) -> Session:
+    def _open(self, folder: Path, threads: int, knobs: dict, full_logits: bool) -> Session:
         return OvSession(Path(folder), threads)
 
     def weight_bytes_per_token(self, folder: Path) -> int:

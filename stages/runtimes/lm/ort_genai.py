@@ -1,21 +1,20 @@
 """ONNX Runtime GenAI as an LM runtime. Built by the onnxruntime-genai model builder from an HF
 folder: fp32, or int8/int4 round-to-nearest MatMulNBits; a GPTQ folder is repacked by the
 builder's GPTQ loader at its own width (stages/methods/ort_build.py). Generation runs
-og.Generator, the path a deployment runs; scoring runs the same graph through a plain
-onnxruntime session with an empty KV cache, since og.Generator exposes only the newest
-position's logits."""
+og.Generator, the path a deployment runs, for generation and scoring alike."""
 from __future__ import annotations
 
 import json
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from stages.core.errors import PipelineError
 from stages.methods import gptq_v1, ort_build
 from stages.runtimes import ort_genai_lm as R
-from stages.runtimes.lm.base import LmRuntime, Session, read_config
+from stages.runtimes.lm.base import Knobs, LmRuntime, Session, read_config
 
 # The builder's model list (onnxruntime_genai/models/builder.py, 0.18), architectures only.
 BUILDER_ARCHITECTURES = frozenset({
@@ -25,29 +24,45 @@ GPTQ_BITS = (8, 4, 2)   # widths the builder's GPTQ loader packs into MatMulNBit
 
 
 class OrtSession(Session):
-    def __init__(self, folder: Path, threads: int, full_logits: bool):
+    """og.Generator over the built graph: its own KV cache (a sliding-window one for Gemma 3)."""
+
+    def __init__(self, folder: Path, threads: int):
         og = R.require()
-        self.og, self.sess = og, R.session(folder, threads) if full_logits else None
-        if self.sess is not None:
-            self.sess.genai_decoder = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]
         config = og.Config(str(folder))
         config.clear_providers()
         config.overlay(json.dumps({"model": {"decoder": {"session_options": {
             "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
-        self.model, self.gen = og.Model(config), None
+        self.og, self.model, self.gen = og, og.Model(config), None
+        # a sliding-window GroupQueryAttention needs a cache of at least the window (Gemma 3: 512)
+        self.min_cache = int(read_config(folder).get("sliding_window") or 0)
 
     def logits(self, ids: list[int]) -> np.ndarray:
-        return R.forward(self.sess, ids)
+        return self.tail_logits(ids, len(ids))
+
+    def tail_logits(self, ids: list[int], n: int) -> np.ndarray:
+        """The prefix in one forward, then one step per later position (og.Generator gives only
+        the newest position's logits)."""
+        self.reset(len(ids) + 1)
+        cut = len(ids) - n + 1
+        return np.stack([self.step(ids[:cut])] + [self.step([t]) for t in ids[cut:]])
 
     def reset(self, max_tokens: int = 512) -> None:
         params = self.og.GeneratorParams(self.model)
-        params.set_search_options(max_length=max_tokens)   # the KV buffer og allocates
+        params.set_search_options(max_length=max(max_tokens, self.min_cache))   # og's KV buffer
         self.gen = self.og.Generator(self.model, params)
 
     def step(self, ids: list[int]) -> np.ndarray:
         self.gen.append_tokens(ids)
-        out = np.asarray(self.gen.get_logits())
+        out = np.asarray(self.gen.get_logits(), dtype=np.float32)
         return out.reshape(-1, out.shape[-1])[-1]
+
+
+class OrtKnobs(Knobs):
+    precision: Literal["fp32", "int8", "int4"] = "fp32"   # int8/int4: RTN MatMulNBits (a GPTQ source keeps its width)
+    block_size: Literal[16, 32, 64, 128, 256] = 32       # columns per MatMulNBits scale
+    accuracy_level: Literal[0, 1, 2, 3, 4] = 4            # MatMulNBits compute type: 4 = int8 activations, 1 = fp32
+    quantize_head: bool = True                            # RTN: the builder's head (True) or one fp32 table
+    gptq_head: Literal["fp32", "int8", "int4"] = "int8"   # a GPTQ source's tied head
 
 
 class OrtGenai(LmRuntime):
@@ -55,12 +70,9 @@ class OrtGenai(LmRuntime):
     modules = ("onnxruntime_genai", "onnxruntime", "onnx_ir")
     packages = ("onnxruntime", "onnxruntime-genai", "onnx", "onnx-ir")
     precisions = {"fp32": 32, "int8": 8, "int4": 4}
-    defaults = {"precision": "fp32", "block_size": 32, "accuracy_level": 4, "quantize_head": True,
-                "gptq_head": "int8"}   # the builder knobs: stages/methods/ort_build.py
+    knobs = OrtKnobs
     architectures = BUILDER_ARCHITECTURES
     quantized_sources = frozenset({"gptq"})
-    unsupported = {"Gemma3ForCausalLM": "the 0.18 builder reads a flat rope_parameters['rope_type'], "
-                   "transformers 5 writes Gemma 3's per layer type (KeyError 'rope_type')"}
 
     def check(self, source: Path, knobs: dict) -> None:
         super().check(source, knobs)
@@ -82,9 +94,8 @@ class OrtGenai(LmRuntime):
                                       knobs, gptq=True)
         return {"head_type": ort_build.head_type(out)}
 
-    def open(self, folder: Path, threads: int, knobs: dict | None = None,
-             full_logits: bool = True) -> Session:
-        return OrtSession(Path(folder), threads, full_logits)
+    def _open(self, folder: Path, threads: int, knobs: dict, full_logits: bool) -> Session:
+        return OrtSession(Path(folder), threads)
 
     def weight_bytes_per_token(self, folder: Path) -> int:
         return R.weight_bytes_per_token(Path(folder))

@@ -4,12 +4,13 @@ mode with transformers' DynamicCache as the KV cache."""
 from __future__ import annotations
 
 import shutil
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
 
 from stages.runtimes import torch_lm
-from stages.runtimes.lm.base import LmRuntime, Session, read_config
+from stages.runtimes.lm.base import Knobs, LmRuntime, Session, read_config
 from stages.schema.kernels import AUTO
 
 ITEM_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "I16": 2, "I8": 1, "U8": 1,
@@ -39,12 +40,17 @@ class TorchSession(Session):
         return out.logits[0, -1].float().numpy()
 
 
+class PyTorchKnobs(Knobs):
+    precision: Literal["fp32", "bf16"] = "fp32"   # of the float tensors
+    backend: str = AUTO                          # GPTQ kernel of a GPTQ source (stages/schema/kernels.py)
+
+
 class PyTorch(LmRuntime):
     name = "pytorch"
     modules = ("torch", "transformers")
     packages = ("torch", "transformers", "gptqmodel")
     precisions = {"fp32": 32, "bf16": 16}   # of the float tensors (a GPTQ/AWQ source keeps its codes)
-    defaults = {"precision": "fp32", "backend": AUTO}   # backend: the GPTQ kernel (stages/schema/kernels.py)
+    knobs = PyTorchKnobs
     quantized_sources = frozenset({"gptq", "awq"})
 
     def _build(self, source: Path, out: Path, knobs: dict) -> dict:
@@ -59,10 +65,9 @@ class PyTorch(LmRuntime):
             model.save_pretrained(out)
         return {}
 
-    def open(self, folder: Path, threads: int, knobs: dict | None = None,
-             full_logits: bool = True) -> Session:
+    def _open(self, folder: Path, threads: int, knobs: dict, full_logits: bool) -> Session:
         torch_lm.setup("cpu", threads, "threads")
-        model, _ = torch_lm.load(folder, "cpu", (knobs or {}).get("backend", AUTO))
+        model, _ = torch_lm.load(folder, "cpu", knobs["backend"])
         return TorchSession(model)
 
     def weight_bytes_per_token(self, folder: Path) -> int:
