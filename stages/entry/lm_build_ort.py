@@ -9,14 +9,13 @@ the ONNX Runtime rows (for ort-gptq, on top of lm_quantize's GPTQ energy).
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main, timed
 from stages.core.files import atomic_path, require_dir
 from stages.meters import energy as E
 from stages.meters.build import metered as build_cost
-from stages.methods import gptq_v1, ort_build
+from stages.methods import ort_build
 from stages.runtimes.ort_genai_lm import require
 from stages.schema import metrics as M, params as P
 
@@ -43,10 +42,8 @@ def build_gptq(gptq: Path, out: Path, bits: list[int], knobs: dict,
         src, dest = require_dir(gptq / f"int{b}", "GPTQ model folder"), out / f"int{b}"
 
         def build():  # the v1 repack is part of the build: metered with it
-            with tempfile.TemporaryDirectory(prefix="gptq-v1-") as tmp, timed(f"building ort-gptq int{b}"):
-                gptq_v1.to_v1(src, Path(tmp) / "model")
-                ort_build.run_builder(Path(tmp) / "model", dest, "int8" if b == 8 else "int4",
-                                      knobs, gptq=True)
+            with timed(f"building ort-gptq int{b}"):
+                ort_build.build_gptq(src, dest, b, knobs)
         rows[f"ort-gptq-int{b}"] = metered(meter, build, dest)
     return rows
 

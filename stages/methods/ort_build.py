@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from stages.core.errors import PipelineError, log
+from stages.methods import gptq_v1
 
 EMBEDDING = ("/lm_head/MatMul", "/model/embed_tokens/Gather")   # the tied 49152 x 576 table
 
@@ -49,6 +50,14 @@ def run_builder(src: Path, out: Path, precision: str, knobs: dict, gptq: bool = 
     expected = json.loads((src / "config.json").read_text())["model_type"]
     if made != expected:
         raise PipelineError(f"builder made a {made!r} model from a {expected!r} checkpoint ({src})")
+
+
+def build_gptq(src: Path, out: Path, bits: int, knobs: dict) -> None:
+    """A GPTQModel (gptq_v2) folder at its width: repacked to v1 (stages/methods/gptq_v1), then
+    the builder's GPTQ loader (int8 for 8 bits; 4- and 2-bit codes go through its int4 path)."""
+    with tempfile.TemporaryDirectory(prefix="gptq-v1-") as tmp:
+        gptq_v1.to_v1(src, Path(tmp) / "model")
+        run_builder(Path(tmp) / "model", out, "int8" if bits == 8 else "int4", knobs, gptq=True)
 
 
 def head_type(folder: Path) -> str:

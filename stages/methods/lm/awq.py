@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from stages.methods import awq as A, gptq as G
+from stages.methods import awq as A
 from stages.methods.lm.base import LmMethod
-from stages.methods.lm.gptq import sample
+from stages.methods.lm.gptq import tokenized
 from stages.runtimes.lm.base import Knobs
 
 
@@ -31,11 +31,7 @@ class Awq(LmMethod):
     needs_calibration = quantizes = True
 
     def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(source)
-        calib = G.tokenized_calibration(tok, sample(calibration, knobs["calib_size"], knobs["seed"]),
-                                        knobs["calib_seq_len"])
+        _, calib = tokenized(source, calibration, knobs)
         dtype = A.search_dtype(knobs["dtype"], knobs["device"])
         seconds = A.quantize(source, calib, knobs["bits"], knobs, knobs["seed"], out, dtype)
         return {"bits": knobs["bits"], "seconds": seconds, "dtype": dtype,

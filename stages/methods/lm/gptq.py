@@ -35,11 +35,7 @@ class Gptq(LmMethod):
         check_packable(source, self.name)
 
     def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
-        from transformers import AutoTokenizer
-
-        texts = sample(calibration, knobs["calib_size"], knobs["seed"])
-        tok = AutoTokenizer.from_pretrained(source)
-        calib = G.tokenized_calibration(tok, texts, knobs["calib_seq_len"])
+        tok, calib = tokenized(source, calibration, knobs)
         seconds = G.quantize(source, tok, calib, knobs["bits"], knobs, knobs["seed"], out)
         return {"bits": knobs["bits"], "seconds": seconds, "calib_passages": len(calib)}
 
@@ -59,6 +55,16 @@ def check_packable(source: Path, method: str) -> None:
     if bad:
         raise PipelineError(f"{method}: GPTQModel packs output widths in multiples of 32; {bad[0]} of "
                             f"{source} has {model.model.layers.get_submodule(bad[0]).out_features}")
+
+
+def tokenized(source: Path, calibration: list[str], knobs: dict):
+    """(tokenizer, calibration examples): calib_size passages drawn with the seed, cut to their
+    first calib_seq_len tokens (GPTQ's and AWQ's calibration alike)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    texts = sample(calibration, knobs["calib_size"], knobs["seed"])
+    return tok, G.tokenized_calibration(tok, texts, knobs["calib_seq_len"])
 
 
 def sample(texts: list[str], n: int, seed: int) -> list[str]:

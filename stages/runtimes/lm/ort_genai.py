@@ -5,14 +5,13 @@ og.Generator, the path a deployment runs, for generation and scoring alike."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from stages.core.errors import PipelineError
-from stages.methods import gptq_v1, ort_build
+from stages.methods import ort_build
 from stages.runtimes import ort_genai_lm as R
 from stages.runtimes.lm.base import Knobs, LmRuntime, Session, read_config
 
@@ -88,10 +87,7 @@ class OrtGenai(LmRuntime):
         if not qc:
             ort_build.run_builder(source, out, knobs["precision"], knobs)
         else:
-            with tempfile.TemporaryDirectory(prefix="gptq-v1-") as tmp:
-                gptq_v1.to_v1(source, Path(tmp) / "model")
-                ort_build.run_builder(Path(tmp) / "model", out, "int8" if qc["bits"] == 8 else "int4",
-                                      knobs, gptq=True)
+            ort_build.build_gptq(source, out, int(qc["bits"]), knobs)
         return {"head_type": ort_build.head_type(out)}
 
     def _open(self, folder: Path, threads: int, knobs: dict, full_logits: bool) -> Session:
