@@ -16,6 +16,7 @@ from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
 from stages.meters.energy_sources import nvml_handle
 from stages.schema import params as P
+from stages.schema.lm_plugins import check_plugins
 from stages.schema.params_model import Params
 from stages.schema.variants import missing_package, packages
 
@@ -37,6 +38,7 @@ def preflight(p: Params) -> None:
     if p.energy.method == "nvml":
         nvml_handle()  # one line when there is no NVIDIA GPU or driver here
     grid_intensity(p.energy.grid_gco2_per_kwh, p.energy.grid_country)  # an unknown country code
+    check_plugins(p)   # every LM plugin, knob and (model, method, runtime) cell, before any work
     for variant in p.detector.runtimes:  # a runtime's packages, before any stage converts
         for module in packages(variant):
             if importlib.util.find_spec(module) is None:

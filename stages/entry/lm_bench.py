@@ -1,81 +1,70 @@
-"""Speed of the base model or of every GPTQ width on this machine: a benchmark, not a test.
+"""Speed, peak memory and energy of one built variant on this machine: a benchmark, not a test.
 
-decode tokens/s (batch 1, greedy, exactly bench_lm.decode_tokens new tokens), prefill
-tokens/s (one forward over bench_lm.prefill_tokens), and LAMBADA examples/s of the batched
-scoring loop over the first bench_lm.score_examples examples (batch eval_lm.batch_size).
-Medians after a warm-up; the file records the kernels, the machine and library versions.
-Each variant is timed in a fresh process (its peak RSS is its own: load, score, time), and the
-machine's triad bandwidth is measured in the same run, for the bound (README "Bandwidth").
-The kernel sweep (other kernels of a width) runs afterwards in this process.
+One latency meter times every runtime through its Session (stages/meters/lm_latency.py): TTFT,
+TPOT median and p90, end-to-end and prefill rates, batch 1, greedy, medians over
+bench_lm.speed_repeats after a warm-up, with energy per token. The variant runs in a fresh
+process, so its peak RSS is its own (load + time). The machine's triad bandwidth is measured
+in the same run, for the bound a decode step cannot beat (bytes of weights read per token).
 """
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from stages.core.errors import run_main, timed
+from stages.core.files import dir_size_mb, require_dir, write_json
 from stages.datasets.lambada import read_texts
-from stages.meters.kernel_sweep import sweep
 from stages.meters import bandwidth, energy as E, fresh_process
-from stages.meters.lm_speed import speeds
-from stages.meters.machine import record
-from stages.runtimes import torch_lm as R
-from stages.schema import metrics as M, params as P
-from stages.tasks import lambada as S
+from stages.meters.lm_latency import measure
+from stages.meters.machine import record as machine
+from stages.models import lm_record
+from stages.schema.common import Energy
+from stages.schema.load import load_sections
+from stages.schema.lm_protocol import BenchLm
 
-PARAMS = ("bench_lm", "eval_lm.backend", "eval_lm.batch_size", "eval_lm.k") + E.PARAMS
+PARAMS = ("bench_lm",) + E.PARAMS
+STREAM_TEXTS = 200   # evaluation texts joined into the token stream the prompts are cut from
 
 
-def bench(folder: str, texts: list[str], cfg: dict, ev: dict, energy: dict) -> dict:
-    """One variant's speed, in the process that runs it (fresh_process: its peak RSS)."""
-    import torch
+def timing(folder: str, ids: list[int], cfg: dict, energy: dict) -> dict:
+    """In the fresh process: open the variant and time it (the meter opens here, so `estimate`
+    counts this process's CPU time)."""
+    from stages.runtimes import lm as runtimes
 
-    R.setup(cfg["device"], cfg["threads"], "bench_lm.device")
-    # the meter opens here: `estimate` counts this (fresh) process's CPU time, the one that runs
-    meter = E.open_meter(energy, cfg["device"])
-    batch_size, k = ev["batch_size"], ev["k"]
-    model, tok = R.load(Path(folder), cfg["device"], ev["backend"])
-    reqs = S.encode_examples(tok, texts[:cfg["score_examples"]],
-                             getattr(model.config, "max_position_embeddings", 2048))
-    with torch.inference_mode():
-        R.score_all(model, reqs[:batch_size], R.pad_id(tok), batch_size, k)  # warm-up
-        t0 = time.perf_counter()
-        R.score_all(model, reqs, R.pad_id(tok), batch_size, k)
-        seconds = time.perf_counter() - t0
-        speed, energy_fig = speeds(model, tok, texts, cfg, meter)
-    # every weight a decode step reads: all in memory (the tied embedding once, as the LM head)
-    return {**speed, **energy_fig, "eval_examples_per_s": len(reqs) / seconds,
-            "kernels": R.kernels(model), "weight_bytes_per_token": int(R.param_mb(model) * 1e6)}
+    rec = lm_record.read(Path(folder))
+    session = runtimes.get(rec["runtime"]).open(Path(folder), cfg["threads"], rec["knobs"], full_logits=False)
+    return measure(session, ids, cfg["prefill_tokens"], cfg["decode_tokens"], cfg["speed_repeats"],
+                   E.open_meter(energy))
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--models", "--data", "--out"):
+    for flag in ("--build", "--data", "--out"):
         ap.add_argument(flag, required=True, type=Path)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    p = P.load(args.params, PARAMS)
+    p = load_sections(args.params, PARAMS, {"bench_lm": BenchLm, "energy": Energy})
     cfg = p["bench_lm"]
-    variants = R.discover(args.models)
-    texts = read_texts(args.data, 0)
-    R.setup(cfg["device"], cfg["threads"], "bench_lm.device")
-    meter = E.open_meter(p["energy"], cfg["device"])   # a bad energy param: before any timing
+    E.open_meter(p["energy"]).close()   # a bad energy param or a missing counter: before any timing
+    require_dir(args.build, "built variant folder")
+    record = lm_record.read(args.build)
+    from stages.runtimes import lm as runtimes
+    from stages.runtimes.lm.base import tokenizer
+
+    rt = runtimes.get(record["runtime"])
+    rt.require()
+    text = "\n\n".join(read_texts(args.data, 0)[:STREAM_TEXTS])
+    ids = tokenizer(args.build)(text, add_special_tokens=False)["input_ids"]   # before any timer
     with timed("measuring memory bandwidth (triad)"):
         bw = bandwidth.triad_gb_s()
-    rows = {}
-    for name, folder in variants.items():
-        with timed(f"timing {name}"):
-            row = fresh_process.run(bench, str(folder), texts, cfg, p["eval_lm"], p["energy"])
-        # the sweep times GPTQ kernels (AWQ: its own pick), here: the row's RSS stays its own
-        gptq = R.method_of(folder) == "gptq"
-        swept = sweep(folder, R.bits_of(folder), texts, cfg, meter) if gptq else {}
-        rows[name] = M.LmBench(
-            device=cfg["device"], threads=cfg["threads"], **row, sweep=swept, bandwidth_gb_s=bw,
-            bandwidth_fraction=bandwidth.fraction(row["decode_tokens_per_s"], bw,
-                                                  row["weight_bytes_per_token"]),
-            machine=record(gpu=cfg["device"] == "cuda"))
-    M.write(args.out, M.LmBenchFile(rows))
+    with timed(f"timing {lm_record.name(record)}"):
+        speed = fresh_process.run(timing, str(args.build), ids, cfg, p["energy"])
+    per_token = rt.weight_bytes_per_token(args.build)
+    write_json(args.out, {
+        "record": record, "threads": cfg["threads"], **speed, "size_mb": round(dir_size_mb(args.build), 2),
+        "weight_bytes_per_token": per_token, "bandwidth_gb_s": bw,
+        "bandwidth_fraction": bandwidth.fraction(speed["decode_tokens_per_s"], bw, per_token),
+        "machine": machine()})
 
 
 if __name__ == "__main__":

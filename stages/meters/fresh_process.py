@@ -8,7 +8,7 @@ import traceback
 
 from stages.core.errors import PipelineError, log
 from stages.meters.memory import peak_rss_mb
-from stages.schema.params import Tracked
+from stages.schema.load import Tracked
 
 
 def _child(fn, args: tuple, queue) -> None:

@@ -1,4 +1,4 @@
-"""The language-model sections of params.yaml (data, model, GPTQ, evaluation, speed)."""
+"""The language-model sections of params.yaml beside its tables (stages/schema/lm_tables.py):\ndata, evaluation, speed and the GPU results set."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from stages.schema import kernels
-from stages.schema.section import Section, int_keys, listify
+from stages.schema.section import Section, listify
 
 
 class Lambada(Section):
@@ -22,64 +22,6 @@ class Lambada(Section):
         if self.min_words > self.max_words:
             raise ValueError("min_words must be <= max_words")
         return self
-
-
-class Llm(Section):
-    source: Literal["package", "hub"]
-    hub_id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
-    revision: str = Field(pattern=r"^[0-9a-f]{40}$")  # a pinned commit of hub_id
-
-
-class Quant(Section):
-    bits: Annotated[list[Literal[2, 3, 4, 8]], BeforeValidator(listify)]
-    group_size: int
-    calib_size: int = Field(ge=1)
-    calib_seq_len: int = Field(ge=8)
-    damp_percent: float = Field(gt=0, lt=1)
-    desc_act: bool
-    device: Literal["cpu", "cuda"]
-    threads: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _check(self):
-        if not self.bits or len(set(self.bits)) != len(self.bits):
-            raise ValueError("bits must be distinct values from (2, 3, 4, 8)")
-        if self.group_size <= 0 and self.group_size != -1:
-            raise ValueError(f"group_size must be > 0 or -1 (one group per row), got {self.group_size}")
-        return self
-
-
-class EvalLm(Section):
-    k: int = Field(ge=1)
-    backend: Annotated[str | dict[int, str], BeforeValidator(int_keys)]  # GPTQ kernel (per width)
-    limit: int = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    device: Literal["cpu", "cuda"]
-    threads: int = Field(ge=1)
-
-
-class KernelSweep(Section):
-    kernels: list[str]                 # GPTQ kernels timed for every width they run
-    decode_tokens: int = Field(ge=1)
-    prefill_tokens: int = Field(ge=1)
-    repeats: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _known(self):
-        unknown = sorted(set(self.kernels) - set(kernels.KERNELS))
-        if unknown:
-            raise ValueError(f"unknown GPTQ kernel(s) {unknown}; choose from {list(kernels.KERNELS)}")
-        return self
-
-
-class BenchLm(Section):
-    device: Literal["cpu", "cuda"]
-    threads: int = Field(ge=1)
-    decode_tokens: int = Field(ge=1)
-    prefill_tokens: int = Field(ge=1)
-    speed_repeats: int = Field(ge=1)
-    score_examples: int = Field(ge=1)
-    sweep: KernelSweep
 
 
 class GpuLm(Section):

@@ -9,10 +9,10 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from stages.schema.variants import RUNTIME_PRECISIONS, split_variant  # noqa: F401 (re-exported)
 
-from stages.schema import kernels
-from stages.schema.params_lm import BenchLm, EvalLm, GpuLm, Lambada, Llm, Quant
-from stages.schema.params_methods import AwqStep, ChainNode, Distill, GptqStep, Prune, check_chains
-from stages.schema.runtimes_model import LmRuntimes
+from stages.schema.common import Bootstrap, Energy
+from stages.schema.lm_tables import LmTables
+from stages.schema.lm_protocol import BenchLm, EvalLm
+from stages.schema.params_lm import GpuLm, Lambada
 from stages.schema.section import Section, listify
 
 
@@ -68,62 +68,22 @@ class Detector(Section):
         return names
 
 
-class Bootstrap(Section):
-    samples: int = Field(ge=10)        # bootstrap resamples for every 95% interval
-    seed: int = Field(ge=0)            # its own seed: changing `seed` never re-scores
-
-
 class BenchDet(Section):
     threads: int = Field(ge=1)
     warmup: int = Field(ge=0)
     latency_runs: int = Field(ge=1)
 
 
-class Energy(Section):
-    method: Literal["auto", "nvml", "rapl", "estimate"]
-    idle_s: float = Field(ge=0, le=60)                  # idle window before each timed series
-    tdp_w: Optional[float] = Field(default=None, gt=0)  # CPU TDP for `estimate` (null: codecarbon's table)
-    watts_per_core: Optional[float] = Field(default=None, gt=0)  # overrides tdp_w
-    grid_gco2_per_kwh: float = Field(ge=0)              # carbon intensity of the grid
-    grid_country: Optional[str] = Field(default=None, pattern=r"^[A-Za-z]{3}$")  # ISO alpha-3
-
-
-class Params(Section):
+class Params(LmTables):
+    """The whole file: the detector's and the shared sections, the LM sections and the LM
+    tables (whose validator checks their graph; check_params then checks the plugins)."""
     seed: int = Field(ge=0)
     coco: Coco
     detector: Detector
     bootstrap: Bootstrap
     bench_det: BenchDet
     lambada: Lambada
-    llm: Llm
-    quant: Quant
     eval_lm: EvalLm
     bench_lm: BenchLm
     gpu_lm: GpuLm
     energy: Energy
-    lm_runtimes: LmRuntimes
-    prune: Prune
-    distill: Distill
-    gptq: GptqStep
-    awq: AwqStep
-    chains: dict[str, ChainNode]
-
-    @field_validator("chains")
-    @classmethod
-    def _chains(cls, chains: dict[str, ChainNode]) -> dict[str, ChainNode]:
-        check_chains(chains)
-        return chains
-
-    def chain_bits(self) -> list[int]:
-        """Every width some chain node GPTQ-quantizes to (AWQ folders load with AWQ's kernels)."""
-        return sorted({n.bits or self.gptq.bits for n in self.chains.values() if n.method == "gptq"})
-
-    @model_validator(mode="after")
-    def _kernels(self):
-        widths = list(self.quant.bits) + [b for b in self.chain_bits() if b not in self.quant.bits]
-        for section in (self.eval_lm, self.bench_lm):  # lm_bench times eval_lm's kernel
-            try:
-                kernels.check(self.eval_lm.backend, widths, section.device)
-            except ValueError as exc:
-                raise ValueError(f"eval_lm.backend: {exc}") from None
-        return self

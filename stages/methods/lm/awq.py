@@ -29,6 +29,7 @@ class Awq(LmMethod):
     name = "awq"
     knobs = AwqKnobs
     needs_calibration = quantizes = True
+    format = "awq"
 
     def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
         _, calib = tokenized(source, calibration, knobs)

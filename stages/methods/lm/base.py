@@ -18,6 +18,11 @@ class LmMethod(ABC):
     needs_calibration = False        # reads calibration passages (never evaluated ones)
     needs_teacher = False            # reads the teacher model folder (distillation)
     quantizes = False                # writes quantized weights (its output is the chain's end)
+    format: str | None = None        # the quant_method its checkpoint declares (what a runtime loads)
+
+    def validate(self, knobs: dict) -> dict:
+        """Its knobs over its defaults, or one line naming the bad knob."""
+        return validate_knobs(self.knobs, knobs, self.name)
 
     def check(self, source: Path, knobs: dict) -> None:
         """One line, before any work, where the method cannot apply to `source` (knobs: validated)."""

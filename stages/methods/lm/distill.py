@@ -22,6 +22,7 @@ class DistillKnobs(Knobs):
     alpha: float = Field(0.5, ge=0, le=1)        # alpha * T^2 * KL + (1 - alpha) * LM loss
     drop_every: int = Field(2, ge=0)             # the student drops every n-th decoder layer (0: none)
     device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(2, ge=1)                # torch threads
     seed: int = 0
 
 

@@ -22,6 +22,7 @@ class GptqKnobs(Knobs):
     damp_percent: float = Field(0.01, gt=0, lt=1)   # Hessian dampening, fraction of its mean diagonal
     desc_act: bool = False                       # columns in order of decreasing activation
     device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(1, ge=1)                # torch threads: fixed, since GPTQ's float32 sums (its bits) depend on it
     seed: int = 0                                # calibration draw and torch seed
 
 
@@ -29,6 +30,7 @@ class Gptq(LmMethod):
     name = "gptq"
     knobs = GptqKnobs
     needs_calibration = quantizes = True
+    format = "gptq"
 
     def check(self, source: Path, knobs: dict) -> None:
         super().check(source, knobs)

@@ -24,6 +24,7 @@ class Rtn(LmMethod):
     name = "rtn"
     knobs = RtnKnobs
     quantizes = True
+    format = "gptq"
 
     def check(self, source: Path, knobs: dict) -> None:
         super().check(source, knobs)

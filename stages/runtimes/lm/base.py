@@ -106,6 +106,10 @@ class LmRuntime(ABC):
             raise PipelineError(f"the {self.name} runtime cannot build a {method}-quantized "
                                 f"checkpoint ({source}); give it a float model")
 
+    def validate(self, knobs: dict) -> dict:
+        """Its knobs over its defaults, or one line naming the bad knob."""
+        return validate_knobs(self.knobs, knobs, self.name)
+
     def versions(self) -> dict[str, str]:
         return {p: importlib.metadata.version(p) for p in self.packages}
 

@@ -42,7 +42,7 @@ class TorchSession(Session):
 
 class PyTorchKnobs(Knobs):
     precision: Literal["fp32", "bf16"] = "fp32"   # of the float tensors
-    backend: str = AUTO                          # GPTQ kernel of a GPTQ source (stages/schema/kernels.py)
+    backend: str | dict[int, str] = AUTO         # GPTQ kernel of a GPTQ source, or one per width (stages/schema/kernels.py)
 
 
 class PyTorch(LmRuntime):
