@@ -96,9 +96,15 @@ class LmTables(Section):
                 raise ValueError(f"compress.{key}.model: {node.model!r}, but its input chain starts "
                                  f"at {model_of(self, key)!r}")
         for key, v in self.variants.items():
-            if v.node not in self.models and v.node not in self.compress:
-                raise ValueError(f"variants.{key}.node: {v.node!r} is neither a model nor a node")
+            if v.node not in self.models and v.node not in self.compress and v.node not in sweep:
+                raise ValueError(f"variants.{key}.node: {v.node!r} is neither a model, a compress "
+                                 f"node nor a quant sweep node")
         return self
+
+
+def sweep_nodes(t: LmTables) -> dict[str, tuple[str, str, int]]:
+    """Every quant sweep node: name -> (model, method, bits)."""
+    return {sweep_node(m, q, b): (m, q, b) for m in t.quant.models for q in t.quant.methods for b in t.quant.bits}
 
 
 def chain(t: LmTables, node: str) -> list[str]:
@@ -116,7 +122,7 @@ def chain(t: LmTables, node: str) -> list[str]:
 def model_of(t: LmTables, node: str) -> str:
     while node in t.compress:
         node = t.compress[node].input
-    return node
+    return sweep_nodes(t).get(node, (node,))[0]
 
 
 def extras(section: Section) -> dict:
