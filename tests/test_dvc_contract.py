@@ -48,13 +48,29 @@ def closure(name: str) -> set[str]:
     return seen
 
 
-def stage_defs():
-    for name, st in DVC.items():
-        yield name, st.get("do", st)
+def resolved():
+    """Every stage as DVC resolves it (foreach and matrix expanded): name -> (group, cmd, deps, params)."""
+    from dvc.repo import Repo
+
+    out = {}
+    for st in Repo(str(ROOT)).index.stages:
+        params = [k for d in st.deps if type(d).__name__ == "ParamsDependency" for k in d.params]
+        deps = [str(d.def_path) for d in st.deps if type(d).__name__ != "ParamsDependency"]
+        out[st.addressing] = (st.addressing.split("@")[0], st.cmd, deps, params)
+    return out
 
 
-def entry_module(stage: dict) -> str:
-    return re.search(r"python -m (stages\.entry\.\w+)", stage["cmd"]).group(1)
+STAGES = resolved()
+
+
+def entry_module(cmd: str) -> str:
+    return re.search(r"python -m (stages\.entry\.\w+)", cmd).group(1)
+
+
+def plugins(deps: list[str]) -> set[str]:
+    """The plugin modules a stage names in its deps (it imports them by name, at run time)."""
+    return {d[:-3].replace("/", ".") for d in deps
+            if re.match(r"stages/(runtimes|methods)/lm/(?!base|__init__)\w+\.py$", d)}
 
 
 def covered(path: Path, deps: list[str]) -> bool:
@@ -62,36 +78,48 @@ def covered(path: Path, deps: list[str]) -> bool:
     return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
 
 
-@pytest.mark.parametrize("name, stage", list(stage_defs()))
-def test_deps_cover_every_imported_project_module(name, stage):
-    deps = [d for d in stage["deps"]]
-    missing = [module_file(m).relative_to(ROOT).as_posix() for m in sorted(closure(entry_module(stage)))
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_deps_cover_every_imported_project_module(name):
+    _, cmd, deps, _ = STAGES[name]
+    mods = set().union(closure(entry_module(cmd)), *(closure(m) for m in plugins(deps)))
+    missing = [module_file(m).relative_to(ROOT).as_posix() for m in sorted(mods)
                if module_file(m).stat().st_size and not covered(module_file(m), deps)]
     assert not missing, f"stage {name} imports {missing} without listing them in deps"
 
 
-@pytest.mark.parametrize("name, stage", list(stage_defs()))
-def test_params_are_exactly_the_keys_the_stage_reads(name, stage):
-    module = importlib.import_module(entry_module(stage))
-    declared = [p for p in stage.get("params", []) if isinstance(p, str)]
-    if name == "check_params":  # the one stage that reads the whole file
-        assert stage["params"] == [{"params.yaml": None}]
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_params_are_exactly_the_keys_the_stage_reads(name):
+    group, cmd, _, params = STAGES[name]
+    if group == "check_params":  # the one stage that reads the whole file
+        assert params == [], "check_params must depend on the whole params.yaml"
         return
-    assert sorted(declared) == sorted(module.PARAMS), f"dvc.yaml params of {name} != its PARAMS"
+    declared = DVC[group].get("do", DVC[group]).get("params", [])
+    module = importlib.import_module(entry_module(cmd))
+    expected = module.PARAMS[group] if isinstance(module.PARAMS, dict) else module.PARAMS
+    assert sorted(declared) == sorted(expected), f"dvc.yaml params of {group} != its PARAMS"
     # That each declared key is also read is checked where the stages really run:
     # tests/test_pipeline_e2e.py traces the keys every stage reads (STAGES_PARAMS_TRACE).
 
 
+def test_a_plugin_edit_reruns_only_the_stages_that_use_it():
+    """Each LM plugin file is a dep of exactly the stages of its runtime or method."""
+    for name, (group, cmd, deps, _) in STAGES.items():
+        named = plugins(deps)
+        if group.startswith("lm_") and group != "lm_source":
+            assert len(named) == 1, f"{name} depends on {sorted(named)}, not on its one plugin"
+            kind = "runtimes" if "--runtime" in cmd or group.endswith(("_eval", "_bench")) else "methods"
+            assert next(iter(named)).startswith(f"stages.{kind}.lm."), name
+        else:
+            assert not named or group == "check_params", f"{name} depends on LM plugins {sorted(named)}"
+
+
 def test_every_param_key_is_read_by_some_stage():
     from stages.schema.params import Params
-    declared = {p for _, st in stage_defs() for p in st.get("params", []) if isinstance(p, str)}
-    # lm_chain declares `${item.method}`: the section of each chain node's method
-    methods = {c["method"] for c in yaml.safe_load((ROOT / "params.yaml").read_text())["chains"].values()}
-    declared |= {m for m in methods if "${item.method}" in declared}
+    declared = {k for *_, params in STAGES.values() for k in params}
     # gpu_lm: read by stages/entry/lm_gpu.py, run by hand on a CUDA machine (README "GPU results")
     from stages.entry.lm_gpu import PARAMS as GPU_PARAMS
     declared |= set(GPU_PARAMS)
-    for section, field in Params.model_fields.items():
+    for section in Params.model_fields:
         assert section in declared or any(k.startswith(section + ".") for k in declared), section
 
 

@@ -1,7 +1,10 @@
-"""The real dvc.yaml on a tiny configuration, in a git + DVC copy of this working tree:
+"""The real dvc.yaml on a tiny configuration, in a git + DVC copy of this working tree: a tiny
+random Llama from a local folder as the only language model, the real detector on 2 images.
 `dvc repro`, a no-op second `dvc repro`, bad params through `dvc repro` (nothing lost),
-`dvc exp run -S quant.bits=4`, `dvc metrics diff`, and a second clone at another path
-giving the same hashes. `pytest -m e2e tests/test_pipeline_e2e.py -s` prints every command."""
+`dvc exp run -S quant.bits=4`, `dvc metrics diff`, the DAG's per-item dependencies (a
+runtime's knob or plugin re-runs only its stages; a builder-quantized variant never waits on
+GPTQ), and a second clone at another path giving the same hashes.
+`pytest -m e2e tests/test_pipeline_e2e.py -s` prints every command."""
 from __future__ import annotations
 
 import json
@@ -17,43 +20,50 @@ from tests.test_dvc_workflow import DVC, commit, sh
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not DVC.exists() or not shutil.which("git"), reason="no dvc/git")]
-TINY = {  # every stage runs, each in seconds to a minute on 2 cores
+TINY = {  # every stage runs, each in seconds on 2 cores
     "coco": {"num_images": 2}, "detector": {"precisions": ["float32", "int8"], "calib_size": 3,
                                          "runtimes": ["onnxruntime-int8", "openvino-float32"]},
     "bootstrap": {"samples": 20}, "bench_det": {"warmup": 1, "latency_runs": 3},
     "lambada": {"calib_articles": 64},
-    "quant": {"bits": [8], "calib_size": 4, "calib_seq_len": 16},
-    "eval_lm": {"limit": 12, "batch_size": 4},
-    "bench_lm": {"decode_tokens": 4, "prefill_tokens": 16, "speed_repeats": 1, "score_examples": 4,
-                 "sweep": {"kernels": ["gptq_torch"], "decode_tokens": 2, "prefill_tokens": 8,
-                           "repeats": 1}},
-    "lm_runtimes": {"variants": ["ort-int4", "ort-gptq"], "limit": 4,
-                    "llamacpp": {"variants": ["q4_0"], "threads": 2},
-                    "openvino": {"variants": ["int4"], "group_size": 64, "ratio": 1.0}},
-    "distill": {"steps": 2, "batch_size": 2, "seq_len": 16},   # chains: params.yaml's default set but awq
+    "eval_lm": {"limit": 12},
+    "bench_lm": {"decode_tokens": 4, "prefill_tokens": 32, "speed_repeats": 1},
 }
-DATA_STAGES = ("coco_data", "det_export", "lambada_data", "lm_export")
+LM = {
+    "models": {"tiny": {"architecture": "LlamaForCausalLM", "weights": {"source": "local", "path": "tiny-lm"}}},
+    "quant": {"models": ["tiny"], "methods": ["gptq", "rtn"], "bits": [8], "runtimes": ["pytorch"]},
+    "methods": {"gptq": {"calib_size": 4, "calib_seq_len": 16}, "rtn": {"group_size": 32},
+                "prune": {"sparsity": 0.5}, "distill": {"steps": 2, "batch_size": 2, "seq_len": 16}},
+    "compress": {"tiny-prune": {"model": "tiny", "input": "tiny", "method": "prune"},
+                 "tiny-prune+distill": {"model": "tiny", "input": "tiny-prune", "method": "distill",
+                                        "drop_every": 0}},
+    "runtimes": {"pytorch": {}, "ort_genai": {"block_size": 32}, "llamacpp": {}, "openvino": {"group_size": 32}},
+    "variants": {"tiny-pytorch": {"node": "tiny", "runtime": "pytorch"},
+                 "tiny-ort-int4": {"node": "tiny", "runtime": "ort_genai", "precision": "int4"},
+                 "tiny-gptq8-ort": {"node": "tiny-gptq8", "runtime": "ort_genai"},
+                 "tiny-llamacpp-q8_0": {"node": "tiny", "runtime": "llamacpp", "precision": "q8_0"},
+                 "tiny-ov-int8": {"node": "tiny", "runtime": "openvino", "precision": "int8"},
+                 "tiny-prune+distill-pytorch": {"node": "tiny-prune+distill", "runtime": "pytorch"}},
+}
+DATA_STAGES = ("coco_data", "det_export", "lambada_data", "lm_source@tiny")
 
 
 def tiny_params() -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY.items():
         raw[section].update(values)
-    # AWQ on the real SmolLM2 took 629-652 s here on 99 calibration tokens (30 layers of grid
-    # searches), a risk to this repro's 1,500 s timeout (not timed here with the other stages).
-    # tests/test_lm_awq*.py run AWQ through lm_chain on the tiny model.
-    raw["chains"].pop("awq")
+    raw.update(LM)
     return raw
 
 
-def copy_tree(dest: Path) -> Path:
+def copy_tree(dest: Path, model: Path) -> Path:
     """This working tree's tracked and untracked-but-not-ignored files, as a new git repo."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.split("\n")
     for rel in filter(None, files):
-        if (ROOT / rel).is_file():
+        if (ROOT / rel).is_file() and not rel.startswith("metrics/"):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
+    shutil.copytree(model, dest / "tiny-lm")
     (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     (dest / "dvc.lock").unlink(missing_ok=True)
     for command in ("git init -q", "git config user.email t@example.com", "git config user.name t"):
@@ -73,34 +83,40 @@ def dvc(repo: Path, command: str, ok: bool = True, timeout: float = 1500) -> str
     return proc.stdout + proc.stderr
 
 
+def ran(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+def stale(repo: Path) -> set[str]:
+    """Stages `dvc status` reports as changed."""
+    return set(json.loads(sh(repo, "dvc status --json").strip().splitlines()[-1]))
+
+
 def lock_outs(repo: Path) -> dict[str, list]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     return {name: [(o["path"], o.get("md5")) for o in st.get("outs", [])] for name, st in lock.items()}
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    r = copy_tree(tmp_path_factory.mktemp("clone_a"))
+def repo(tmp_path_factory, tiny_hf) -> Path:
+    r = copy_tree(tmp_path_factory.mktemp("clone_a"), tiny_hf)
     out = dvc(r, "dvc repro")
     assert "Running stage 'aggregate'" in out
     return r
 
 
 def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
-    assert json.loads((repo / "metrics" / "summary.json").read_text())["llm"]["int8"]["acc_ci95"]
+    lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
+    assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "rtn-int8 · pytorch", "base · ort_genai int4"}
+    assert all(r["acc_ci95"] and r["model"] == "tiny" for r in lm.values())
     assert "Data and pipelines are up to date." in dvc(repo, "dvc repro")
 
 
 def test_every_stage_reads_each_param_it_declares(repo):
     records = [json.loads(line) for line in (repo / "trace.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in records} >= {"coco_data", "det_convert", "det_convert_rt",
-                                            "det_eval", "det_bench", "det_agreement", "lm_chain",
-                                            "lm_quantize", "lm_rtn", "lm_eval", "lm_bench", "aggregate",
-                                            "lm_build_ort", "lm_eval_ort", "lm_bench_ort",
-                                            "lm_build_gguf", "lm_eval_gguf", "lm_bench_gguf",
-                                            "lm_build_ov", "lm_eval_ov", "lm_bench_ov"}
-    # the items of a foreach stage share one params list in dvc.yaml (ov-int4 reads the NNCF
-    # knobs, ov-fp32 does not): a declared key counts as read when some item read it, or a key below it
+    assert {r["stage"] for r in records} >= {"coco_data", "det_convert", "det_convert_rt", "det_eval",
+                                            "det_bench", "det_agreement", "lm_source", "lm_compress",
+                                            "lm_build", "lm_eval", "lm_bench", "aggregate"}
     groups: dict[tuple, set] = {}
     for r in records:
         groups.setdefault((r["stage"], tuple(r["declared"])), set()).update(r["read"])
@@ -111,12 +127,13 @@ def test_every_stage_reads_each_param_it_declares(repo):
 
 @pytest.mark.parametrize("change, message", [
     (lambda p: p["coco"].update(source="nonsense"), "coco.source: Input should be"),
-    (lambda p: p["quant"].update(bit=4), "unknown key 'quant.bit' (did you mean 'quant.bits'?)"),
-    (lambda p: p["detector"].update(precisions=["float32", "int8", "int4"]), "detector.precisions"),
+    (lambda p: p["quant"].update(bit=4), "quant.bit"),
     (lambda p: p["detector"].update(runtimes=["openvino-float16"]), "unsupported (runtime, precision)"),
     (lambda p: p["eval_lm"].update(topk=3), "did you mean 'eval_lm.k'?"),
-    (lambda p: p["chains"].update({"x": {"input": "prune+gptq", "method": "prune"}}), "cannot prune after"),
-    (lambda p: p["prune"].update(sparsity=1.0), "prune.sparsity"),
+    (lambda p: p["runtimes"]["ort_genai"].update(blok_size=32), "did you mean 'block_size'?"),
+    (lambda p: p["methods"]["prune"].update(sparsity=1.0), "sparsity"),
+    (lambda p: p["variants"].update(x={"node": "tiny-gptq8", "runtime": "openvino"}), "cannot build a gptq"),
+    (lambda p: p["compress"].update(x={"model": "tiny", "input": "tiny-nope", "method": "prune"}), "tiny-nope"),
 ])
 def test_bad_param_through_dvc_repro_is_one_line_and_removes_nothing(repo, change, message):
     before = {p: p.stat().st_mtime_ns for d in ("data", "models", "metrics")
@@ -131,36 +148,49 @@ def test_bad_param_through_dvc_repro_is_one_line_and_removes_nothing(repo, chang
         (repo / "params.yaml").write_text(good)
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], out
-    assert "Running stage 'coco_data'" not in out and "Running stage 'det_convert" not in out
+    assert "Running stage 'coco_data'" not in out and "Running stage 'lm_" not in out
     after = {p: p.stat().st_mtime_ns for d in ("data", "models", "metrics")
              for p in (repo / d).rglob("*") if p.is_file() and p.name != "params.ok"}
     assert after == before
 
 
-def test_exp_run_reruns_only_the_quantization_branch_and_metrics_diff(repo):
+def test_a_runtime_knob_or_plugin_reruns_only_that_runtimes_stages(repo):
     dvc(repo, "dvc repro")  # restores params.ok after the failed runs above
+    good = (repo / "params.yaml").read_text()
+    raw = yaml.safe_load(good)
+    raw["runtimes"]["ort_genai"]["block_size"] = 64
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        changed = stale(repo) - {"check_params"}
+    finally:
+        (repo / "params.yaml").write_text(good)
+    assert changed == {"lm_build@tiny-ort-int4", "lm_build@tiny-gptq8-ort"}   # eval/bench follow their build
+    plugin = repo / "stages" / "runtimes" / "lm" / "llamacpp.py"
+    text = plugin.read_text()
+    plugin.write_text(text + "\n# an edit of the llama.cpp plugin\n")
+    try:
+        changed = stale(repo) - {"check_params"}
+    finally:
+        plugin.write_text(text)
+    assert changed == {f"lm_{s}@tiny-llamacpp-q8_0" for s in ("build", "eval", "bench")}
+
+
+def test_exp_run_reruns_only_the_new_width_and_metrics_diff(repo):
     out = dvc(repo, "dvc exp run -S quant.bits=4")
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    # the GPTQ branch, including the GPTQ weights on ONNX Runtime; lm_build_ort@ort-int4 re-runs
-    # too because a foreach gives every item the same deps (models/llm/gptq for ort-gptq), but
-    # its output does not change, so nothing after it re-runs
-    assert ran - {"check_params"} == {"lm_quantize", "lm_eval@gptq", "lm_bench@gptq", "aggregate",
-                                      "lm_rtn", "lm_eval@rtn", "lm_bench@rtn",
-                                      "lm_build_ort@ort-gptq", "lm_eval_ort@ort-gptq",
-                                      "lm_bench_ort@ort-gptq", "lm_build_ort@ort-int4"}
-    summary = json.loads((repo / "metrics" / "summary.json").read_text())
-    # PyTorch rows: only the new width; the ONNX Runtime rows stay (ort-gptq-<bits> follows quant.bits)
-    assert [k for k in summary["llm"] if not k.startswith("ort-")][:3] == ["base", "int4", "rtn-int4"]
-    assert {"llamacpp-q4_0", "ov-int4"} <= set(summary["llm"])   # other runtimes: untouched, still there
-    assert "int8" not in summary["llm"] and "prune+gptq-int4" in summary["llm"]  # chains: own bits
-    assert [k for k in summary["llm"] if k.startswith("ort-gptq")] == ["ort-gptq-int4"]
+    assert ran(out) - {"check_params", "aggregate"} == {
+        f"lm_{s}@tiny-{m}-4" + ("-pytorch" if s != "quant" else "")
+        for m in ("gptq", "rtn") for s in ("quant", "sweep_build", "sweep_eval", "sweep_bench")}
+    lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
+    assert "tiny-gptq4-pytorch" in lm and "tiny-gptq8-pytorch" not in lm
+    assert "tiny-gptq8-ort" in lm   # a variants entry keeps its own node
     diff = sh(repo, "dvc metrics diff")
-    assert "llm.int4.acc" in diff and "llm.int8.acc" in diff
+    assert "lm.tiny-gptq4-pytorch.acc" in diff and "lm.tiny-gptq8-pytorch.acc" in diff
 
 
-def test_a_clone_at_another_path_gives_the_same_hashes(repo, tmp_path):
-    other = copy_tree(tmp_path / "deeper" / "clone_b")
-    dvc(other, "dvc repro " + " ".join(DATA_STAGES))
+def test_a_clone_at_another_path_gives_the_same_hashes_and_builds_without_gptq(repo, tmp_path, tiny_hf):
+    other = copy_tree(tmp_path / "deeper" / "clone_b", tiny_hf)
+    out = dvc(other, "dvc repro " + " ".join(DATA_STAGES) + " lm_build@tiny-ort-int4")
+    assert not {s for s in ran(out) if s.startswith(("lm_quant", "lm_compress"))}   # no GPTQ for it
     a, b = lock_outs(repo), lock_outs(other)
     for stage in DATA_STAGES:
         assert a[stage] == b[stage], stage

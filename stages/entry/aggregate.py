@@ -13,30 +13,34 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import energy_figures, export, figures, methods, ort_rows, report, runtimes
-from stages.reporting.metric_files import detector_variants, llm_variants, load_detector, load_llm
-from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
+from stages.reporting import energy_figures, export, figures, lm, lm_figures, report
+from stages.reporting.metric_files import detector_variants, load_detector
+from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
 from stages.schema import params as P
 
-PARAMS = ("coco.source", "lambada.source", "llm.source", "llm.hub_id", "detector", "quant",
-          "bench_det", "eval_lm", "bench_lm", "energy.grid_gco2_per_kwh", "energy.grid_country",
-          "lm_runtimes.variants", "lm_runtimes.llamacpp.variants",
-          "lm_runtimes.openvino.variants", "chains", "gptq.bits", "awq.bits")
+PARAMS = ("coco.source", "lambada.source", "models", "detector", "bench_det", "eval_lm", "bench_lm",
+          "bootstrap", "energy.grid_gco2_per_kwh", "energy.grid_country")
 
 
 def used_params(p: dict) -> dict:
     """The params as the report prints them, keyed as in dvc.yaml."""
     grid, source = grid_intensity(p["energy"]["grid_gco2_per_kwh"], p["energy"]["grid_country"])
     return {"coco.source": p["coco"]["source"], "lambada.source": p["lambada"]["source"],
-            "llm.source": p["llm"]["source"], "llm.hub_id": p["llm"]["hub_id"],
-            **{key: p[key] for key in ("detector", "quant", "bench_det", "eval_lm", "bench_lm")},
-            "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid,
-            "lm_runtimes.variants": list(p["lm_runtimes"]["variants"])
-            + [f"llamacpp-{v}" for v in p["lm_runtimes"]["llamacpp"]["variants"]]
-            + [f"ov-{v}" for v in p["lm_runtimes"]["openvino"]["variants"]],
-            "chains": {n: {**c, "gptq_bits": p["gptq"]["bits"], "awq_bits": p["awq"]["bits"]}
-                       for n, c in p["chains"].items()}}
+            **{key: p[key] for key in ("models", "detector", "bench_det", "eval_lm", "bench_lm", "bootstrap")},
+            "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid}
+
+
+def lm_section(rows: dict[str, dict]) -> list[str]:
+    """The report's LM part: one table per model (its variants paired with its reference)."""
+    out = ["## Language models (every runtime and method, paired on the same examples)", "",
+           "Δacc is each variant's accuracy minus its model's reference (the base on PyTorch fp32), "
+           "averaged over the same examples, with a paired 95% bootstrap interval. Verdict: whether "
+           "that interval excludes 0, and whether the variant is on its model's accuracy-vs-speed "
+           "or accuracy-vs-size Pareto front (nothing both faster or smaller and more accurate).", ""]
+    for model in sorted({r["model"] for r in rows.values()}):
+        out += [f"### {model}", ""] + lm.table(rows, model) + [""]
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,31 +56,23 @@ def main(argv: list[str] | None = None) -> None:
         grid = used.pop("grid_gco2_per_kwh")
         det, det_machine = load_detector(args.metrics, detector_variants(
             used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
-        llm, _ = load_llm(args.metrics, llm_variants(used["quant"]["bits"], used.pop("chains")), grid)
-        ort, bandwidth = ort_rows.load_ort(args.metrics, used["lm_runtimes.variants"], grid)
-        bw_cpu = next((r["bench_cpu"] for r in ort.values()), None)   # where the triad ran
-        lm_rows = {**runtimes.torch_rows(llm, bandwidth, bw_cpu), **ort}
+        rows = lm.load(args.metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"])
     with timed("building figures"):
-        items = (figures.build_all(det, llm) + energy_figures.build(det, llm) + runtimes.figures(lm_rows)
-                 + methods.figures(llm))
+        items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows)
         browser = export.find_browser()
-    text = report.render(det, llm, used, machine_lines(det_machine),
+    text = report.render(det, lm_section(rows), used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
-    text += ("\n## Language model across runtimes\n\n" + runtimes.table(lm_rows) + "\n\n"
-             + runtimes.NOTE + "\n\n" + "\n".join(methods.section(llm)))
-    summary = summarize(det, llm)
-    for v, entry in runtimes.summary_entries(lm_rows).items():
-        summary["llm"][v] = {**summary["llm"].get(v, {}), **entry}
-    summary["higher_is_better"]["llm"].update(runtimes.DIRECTIONS)
+    summary = summarize(det)
+    summary["lm"] = lm.summary(rows)
+    summary["higher_is_better"]["lm"] = lm.DIRECTIONS
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",
-           "llm": args.plots / "llm.csv", "runtimes": args.plots / "llm_runtimes.csv"}
+           "lm": args.plots / "lm.csv"}
     with contextlib.ExitStack() as stack:  # every output moves into place only if all succeed
         tmp = {name: stack.enter_context(atomic_path(path)) for name, path in out.items()}
         tmp["summary"].write_text(json.dumps(summary, indent=2) + "\n")
-        tmp["runtimes"].write_text(runtimes.csv_text(lm_rows))
         tmp["detector"].write_text(csv_text(det, DETECTOR_METRICS))
-        tmp["llm"].write_text(csv_text(llm, LLM_METRICS))
+        tmp["lm"].write_text(lm.csv_text(rows))
         tmp["report"].write_text(text)
         for name in ("html", "png"):
             tmp[name].mkdir()

@@ -72,10 +72,10 @@ def reference(variant: str, ref: str, rows: dict) -> str:
     return own if sep and own in rows else ref
 
 
-def notes(det: dict[str, dict], llm: dict[str, dict]) -> list[str]:
+def notes(det: dict[str, dict]) -> list[str]:
     """Plain statements about the methods behind the energy figures, for the report."""
     out = []
-    for name, rows in (("detector", det), ("language model", llm)):
+    for name, rows in (("detector", det),):
         methods = sorted({m for r in rows.values() for m in r["energy_methods"]}
                          | {r["compress_method"] for r in rows.values() if r["compress_method"]})
         line = f"**{name.capitalize()} energy method: {', '.join(f'`{m}`' for m in methods)}**"
@@ -88,12 +88,4 @@ def notes(det: dict[str, dict], llm: dict[str, dict]) -> list[str]:
                        "CPU time × a power per core, so it is proportional to CPU time and "
                        "carries no information beyond the speed numbers; its idle power is ~0 "
                        "by construction (a sleeping process uses no CPU time).")
-    unmetered = [v for v, r in llm.items() if v != "base" and r["compress_energy_j"] is None]
-    if unmetered:
-        out.append(f"**GPTQ energy not measured** for {', '.join(f'`{v}`' for v in unmetered)}: "
-                   "metrics/llm/quantize.json was written before lm_quantize metered energy, so "
-                   "their compression energy and break-even are n/a (re-run lm_quantize).")
-    if {r["energy_method"] for r in det.values()} != {r["energy_method"] for r in llm.values()}:
-        out.append("The detector's and the language model's energy figures come from different "
-                   "methods: do not compare them with each other.")
     return out

@@ -15,23 +15,16 @@ def method_label(rows: dict[str, dict]) -> str:
     return text
 
 
-def build(det: dict[str, dict], llm: dict[str, dict]) -> list[tuple[str, str, go.Figure]]:
+def build(det: dict[str, dict]) -> list[tuple[str, str, go.Figure]]:
     """[(file stem, title, figure)] of the energy figures."""
     has_gt = all(r["has_ground_truth"] for r in det.values())
     acc = D["AP"] if has_gt else D["agreement_mAP"]
-    dm, lm = method_label(det), method_label(llm)
+    dm = method_label(det)
     return [
         ("detector_energy", "Detector energy per image", bars(
             f"Detector energy per image · {dm} · whiskers: p10–p90", det,
             [Panel(D["energy_j_per_image"]), Panel(D["energy_j_per_image_e2e"])])),
-        ("llm_energy", "LM energy per token and per example", bars(
-            f"LM energy per inference · {lm} · whiskers: p10–p90", llm,
-            [Panel(L["energy_j_per_token_decode"]), Panel(L["energy_j_per_token_prefill"]),
-             Panel(L["energy_j_per_example"])])),
         ("detector_tradeoff_energy", "Detector: accuracy vs energy per image", tradeoff(
             f"Detector: accuracy vs energy per image ({dm})", det,
             D["energy_j_per_image_e2e"], acc, "upper left")),
-        ("llm_tradeoff_energy", "LM: accuracy vs energy per decoded token", tradeoff(
-            f"LM: LAMBADA accuracy vs energy per decoded token ({lm})", llm,
-            L["energy_j_per_token_decode"], L["acc"], "upper left")),
     ]

@@ -115,14 +115,13 @@ def tradeoff(title: str, rows: dict[str, dict], x: Metric, y: Metric, better: st
     return fig
 
 
-def build_all(det: dict[str, dict], llm: dict[str, dict]) -> list[tuple[str, str, go.Figure]]:
+def build_all(det: dict[str, dict]) -> list[tuple[str, str, go.Figure]]:
     """[(file stem, title, figure)]: size, accuracy, speed per family, then two trade-offs each."""
     has_gt = all(r["has_ground_truth"] for r in det.values())
     acc, acc50 = (D["AP"], D["AP50"]) if has_gt else (D["agreement_mAP"], D["agreement_AP50"])
     acc_title = ("Detector accuracy: COCO AP" if has_gt else
                  "Detector accuracy: agreement with float32 (no ground truth, not COCO mAP)")
     ref = (PUBLISHED_MAP, f"published float: {PUBLISHED_MAP:g} mAP") if has_gt else None
-    k = next(iter(llm.values()))["k"]
     items = [
         ("detector_size", "Detector model size", bars(
             "Detector model size (files on disk)", det, [Panel(D["size_mb"])])),
@@ -131,23 +130,11 @@ def build_all(det: dict[str, dict], llm: dict[str, dict]) -> list[tuple[str, str
             "Detector speed (bar = median, whisker = p90)", det,
             [Panel(D["latency_ms_median"], whisker=D["latency_ms_p90"]),
              Panel(D["images_per_s"])])),
-        ("llm_size", "LM size", bars("LM size", llm, [Panel(L["size_mb"]),
-                                                      Panel(L["param_mb"])])),
-        ("llm_accuracy", "LM accuracy on LAMBADA", bars(
-            "LM accuracy on LAMBADA · error bars: 95% bootstrap interval", llm,
-            [Panel(L["acc"]), Panel(L["topk_acc"]), Panel(L["topk_word_acc"])], k)),
-        ("llm_speed", "LM speed", bars("LM speed (batch 1, greedy)", llm, [
-            Panel(L["decode_tokens_per_s"]), Panel(L["prefill_tokens_per_s"])])),
         ("detector_tradeoff_size", "Detector: accuracy vs size", tradeoff(
             "Detector: accuracy vs size (colour: runtime, shape: precision)", det, D["size_mb"],
             acc, "upper left")),
         ("detector_tradeoff_speed", "Detector: accuracy vs latency", tradeoff(
             "Detector: accuracy vs latency (colour: runtime, shape: precision)", det,
             D["latency_ms_median"], acc, "upper left")),
-        ("llm_tradeoff_size", "LM: accuracy vs size", tradeoff(
-            "LM: LAMBADA accuracy vs size on disk", llm, L["size_mb"], L["acc"], "upper left")),
-        ("llm_tradeoff_speed", "LM: accuracy vs decode speed", tradeoff(
-            "LM: LAMBADA accuracy vs decode speed", llm, L["decode_tokens_per_s"], L["acc"],
-            "upper right")),
     ]
     return items

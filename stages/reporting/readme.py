@@ -2,16 +2,13 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, methods, runtimes
-from stages.reporting.kernels import sweep_table
-from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
+from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm
+from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
 
 START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
 GPU_START, GPU_END = "<!-- gpu:start (python -m stages.entry.readme) -->", "<!-- gpu:end -->"
 DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
-LLM_KEYS = ("acc", "topk_acc", "ppl", "decode_tokens_per_s", "prefill_tokens_per_s", "size_mb",
-            "size_sparse_mb", "compress_time_s")
 
 
 def _table(rows: dict, metrics, keys, k="k") -> list[str]:
@@ -27,19 +24,11 @@ def render(summary: dict, k: int) -> str:
     ratios = ratio_lines(summary["detector"])
     lines += ["", "Median invoke latency, int8 ÷ float32 per runtime (one run):", ""] + ratios \
         if ratios else []
-    lines += ["", f"Language model (brackets: 95% bootstrap interval over examples; k = {k}):", ""]
-    torch = {v: r for v, r in summary["llm"].items() if r.get("runtime", "torch") == "torch"}
-    lines += _table(torch, LLM_METRICS, LLM_KEYS, k)
-    if all("method" in r and "acc_ci95" in r for r in torch.values()):
-        lines += ["", "Compression methods × bit widths (PyTorch; LAMBADA acc %, 95% interval):", ""]
-        lines += methods.grid(torch) + ["", methods.note(torch)]
-    if all("runtime" in r for r in summary["llm"].values()):
-        lines += ["", "Language model across runtimes (one row per runtime, precision and method):",
-                  "", runtimes.table(summary["llm"]), "", runtimes.NOTE]
-    sweep = sweep_table(summary.get("llm_kernel_sweep", {}))
-    if sweep:
-        lines += ["", "GPTQ kernels on this CPU (lm_bench's sweep, a shorter protocol than the "
-                  "rows above; eval_lm.backend picks one per width):", ""] + sweep
+    for model in sorted({r["model"] for r in summary["lm"].values()}):
+        mine = [r for r in summary["lm"].values() if r["model"] == model]
+        lines += ["", f"Language model `{model}` on LAMBADA ({k}-way top-k aside; Δacc: against its base "
+                  f"on PyTorch fp32, the same examples; timed on {mine[0]['cpu']}):", ""]
+        lines += lm.readme_table(summary["lm"], model)
     return "\n".join(lines + ["", END])
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import yaml
 
-from stages.reporting.kernels import sweep_summary, sweep_table
 from stages.reporting import energy
-from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, PUBLISHED_MAP
+from stages.reporting.specs import DETECTOR_METRICS, PUBLISHED_MAP
 from stages.reporting.tables import overlaps, ratio_lines, tables
 
 
@@ -22,10 +21,11 @@ def caveats(params: dict, det: dict[str, dict]) -> list[str]:
         out.append(f"**Small COCO sample**: {n} images (val2017 has 5000) give noisy scores, "
                    "skewed by which images and classes the sample holds; compare variants with "
                    f"each other rather than with the published {PUBLISHED_MAP:g} mAP.")
-    if params["llm.source"] == "package":
-        out.append("**The base LLM is not the original checkpoint**: with `llm.source=package` it "
-                   "was dequantized from a 4-bit GGUF (Q4_1), so `base` already carries 4-bit "
-                   "rounding error and GPTQ re-quantizes those weights.")
+    for name, model in params["models"].items():
+        if model["weights"]["source"] == "package":
+            out.append(f"**{name}'s base is not the original checkpoint**: its package ships a "
+                       f"GGUF ({model['weights']['file']}), dequantized to float32, so its base "
+                       "already carries that file's rounding error and every method re-quantizes it.")
     if params["lambada.source"] == "offline":
         out.append("**Not the official LAMBADA**: `lambada.source=offline` builds a LAMBADA-style "
                    "last-word set from BBC News articles; accuracies are not comparable with "
@@ -46,13 +46,13 @@ REFERENCES = [
 ]
 
 
-def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: dict,
+def render(det: dict[str, dict], lm_section: list[str], params: dict, machine: dict,
            figures: list[tuple[str, str]]) -> str:
     """The whole report. `params`: the params used, keyed as in dvc.yaml (`coco.source`,
     `detector`, ...); `figures`: [(title, png path relative to the report)]."""
-    k = next(iter(llm.values()))["k"]
     src = {"coco.source": params["coco.source"], "detector.source": params["detector"]["source"],
-           "lambada.source": params["lambada.source"], "llm.source": params["llm.source"]}
+           "lambada.source": params["lambada.source"]}
+    src.update({f"models.{n}": m["weights"]["source"] for n, m in params["models"].items()})
     parts = ["# Results: what compression does to a detector and a language model", "",
              "## Data and model sources", ""]
     parts += [f"- `{name}`: **{value}**" for name, value in src.items()]
@@ -61,24 +61,20 @@ def render(det: dict[str, dict], llm: dict[str, dict], params: dict, machine: di
         parts += ["", "## Caveats", ""] + [f"- {line}" for line in notes]
     published = {"published float, full COCO (TF1 zoo)": {"AP": PUBLISHED_MAP / 100}}
     parts += ["", "## Energy: how it was obtained", ""]
-    parts += [f"- {line}" for line in energy.notes(det, llm)]
+    parts += [f"- {line}" for line in energy.notes(det)]
     parts += [f"- One inference: {energy.DEFINITION} Carbon at {params.get('grid', 'the params')}."]
     parts += ["", "## Detector (SSD MobileNet v2: LiteRT, ONNX Runtime, OpenVINO)", ""]
     parts += tables(det, DETECTOR_METRICS, extra=published)
     ratios = ratio_lines(det)
     if ratios:
         parts += ["### int8 speed-up per runtime (one run, this machine)", ""] + ratios + [""]
-    parts += ["## Language model (PyTorch: base, GPTQ, RTN and the chains)", ""] + tables(llm, LLM_METRICS, k)
-    parts += [f"`acc` is `lambada_openai`-style (definition below); top-k uses k = {k}.", ""]
-    sweep = sweep_table(sweep_summary(llm))
-    if sweep:
-        parts += ["### GPTQ kernels (short protocol: bench_lm.sweep)", ""] + sweep + [""]
+    parts += lm_section
     parts += [
               "## Differences within the noise", "",
               "Brackets are 95% bootstrap intervals over the evaluated images or examples. "
               "These pairs of variants have overlapping intervals, so this sample does not "
               "resolve their difference:", ""]
-    same = overlaps(det, DETECTOR_METRICS) + overlaps(llm, LLM_METRICS)
+    same = overlaps(det, DETECTOR_METRICS)
     parts += [f"- {line}" for line in same] or ["- none: every difference is resolved."]
     parts += ["", "## Figures", ""]
     parts += [f"![{title}]({path})\n" for title, path in figures]

@@ -1,26 +1,17 @@
 """metrics/summary.json and the plot tables (pure functions of the aggregated rows)."""
 from __future__ import annotations
 
-from stages.reporting.kernels import sweep_summary
-from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS
+from stages.reporting.specs import DETECTOR_METRICS
 
 
 def _ranked(metrics):
     return [m for m in metrics if m.higher_is_better is not None]
 
 
-def _gptq_kernel(row: dict) -> str | None:
-    """The GPTQ layer class that ran (e.g. TorchAtenLinear); None for an unquantized model."""
-    quantized = [k for k in row.get("bench_kernels", {}) if k != "Linear"]
-    return quantized[0] if len(quantized) == 1 else None
-
-
 def _part(rows: dict[str, dict], metrics, labels: tuple[str, ...]) -> dict:
     out = {}
     for variant, row in rows.items():
         entry = {key: row[key] for key in labels}
-        if "bench_kernels" in row:
-            entry["kernel"] = _gptq_kernel(row)
         for m in _ranked(metrics):
             entry[m.key] = row[m.key]
             if m.ci:
@@ -32,16 +23,13 @@ def _part(rows: dict[str, dict], metrics, labels: tuple[str, ...]) -> dict:
     return out
 
 
-def summarize(det: dict[str, dict], llm: dict[str, dict]) -> dict:
+def summarize(det: dict[str, dict]) -> dict:
     """Stable keys detector.<variant>.<metric> (plus `<metric>_ci95: [low, high]`; energy:
-    `<metric>_p10_p90: [p10, p90]` over windows and `<metric>_net` of idle), llm.<variant>.<metric>,
-    and each metric's direction under higher_is_better (as lm-evaluation-harness results do)."""
+    `<metric>_p10_p90: [p10, p90]` over windows and `<metric>_net` of idle), and each metric's
+    direction under higher_is_better (as lm-evaluation-harness results do)."""
     return {"detector": _part(det, DETECTOR_METRICS, ("runtime", "precision", "energy_method")),
-            "llm": _part(llm, LLM_METRICS, ("method", "bits", "sparsity", "energy_method")),
-            "llm_kernel_sweep": sweep_summary(llm),
             "higher_is_better": {
-                "detector": {m.key: m.higher_is_better for m in _ranked(DETECTOR_METRICS)},
-                "llm": {m.key: m.higher_is_better for m in _ranked(LLM_METRICS)}}}
+                "detector": {m.key: m.higher_is_better for m in _ranked(DETECTOR_METRICS)}}}
 
 
 def csv_text(rows: dict[str, dict], metrics) -> str:

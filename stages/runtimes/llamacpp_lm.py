@@ -1,20 +1,10 @@
-"""llama.cpp runtime of the language model (llama-cpp-python, a CPU build): GGUF files made by
-lm_build_gguf.
-
-Scoring feeds the project's own token ids (the HF tokenizer's, as the PyTorch path does) to
-Llama.eval with logits_all=True, one example per call in one batch, so every position's
-logits come back for the harness-exact scoring. Speed runs Llama.generate, greedy, the path
-an application of llama-cpp-python runs, with logits_all=False.
-"""
+"""Helpers of the llama.cpp plugin (stages/runtimes/lm/llamacpp.py, llama-cpp-python, a CPU build):
+loading a GGUF, and reading its tensors, types, vocabulary and the bytes one decode step reads."""
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
 from stages.core.errors import PipelineError
-from stages.meters import protocol
-from stages.tasks import lambada as S
 
 VERSIONS = ("llama-cpp-python", "gguf")
 
@@ -37,58 +27,6 @@ def load(path: Path, threads: int, n_ctx: int, logits_all: bool):
     return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
                            n_threads=threads, n_threads_batch=threads, logits_all=logits_all,
                            verbose=False, seed=0)
-
-
-def n_ctx_for(reqs) -> int:
-    """The smallest multiple of 64 that holds the longest scored example."""
-    longest = max(len(ids) for ids, _, _ in reqs)
-    return 64 * -(-longest // 64)
-
-
-def score_all(llm, reqs, k: int) -> list[dict]:
-    """Per-example harness-exact scores, batch 1 (no padding), in input order."""
-    import torch
-
-    scores = []
-    for ids, n, cont in reqs:
-        llm.reset()
-        llm.eval(ids)
-        logits = torch.from_numpy(llm.scores[len(ids) - n:len(ids)].copy())
-        scores.append(S.score_continuation(logits, cont, k))
-    return scores
-
-
-def speeds(path: Path, ids: list[int], cfg: dict, meter=None) -> dict:
-    """lm_speed's protocol: decode = exactly decode_tokens greedy new tokens after a 32-token
-    prompt (batch 1, Llama.generate); prefill = one Llama.eval over prefill_tokens. Medians
-    over speed_repeats after one warm-up; the KV cache is cleared before every run."""
-    prompt, prefill, n = ids[:32], ids[:cfg["prefill_tokens"]], cfg["decode_tokens"]
-    llm = load(path, cfg["threads"], max(512, len(prefill) + 1, len(prompt) + n + 1), logits_all=False)
-
-    llama_cpp, own = require(), []   # own: llama.cpp's own eval timers of each decode run
-
-    def decode_all() -> float:
-        t0 = time.perf_counter()
-        llm.reset()   # n_tokens 0: generate() reuses no cached prefix
-        llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
-        made = 0
-        for _ in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
-            made += 1
-            if made == n:
-                break
-        seconds = time.perf_counter() - t0
-        perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
-        own.append((perf.t_p_eval_ms + perf.t_eval_ms) / 1000)
-        return seconds
-
-    def prefill_once() -> float:
-        llm.reset()
-        t0 = time.perf_counter()
-        llm.eval(prefill)
-        return time.perf_counter() - t0
-
-    out = protocol.measure(prefill_once, decode_all, len(prefill), n, cfg["speed_repeats"], meter)
-    return {**out, "own_timer_decode_tokens_per_s": n / statistics.median(own[1:])}
 
 
 def tensors(path: Path) -> dict[str, tuple[str, int, int]]:
@@ -125,11 +63,3 @@ def vocab_size(path: Path) -> int:
     return len(GGUFReader(str(path)).fields["tokenizer.ggml.tokens"].data)
 
 
-def context_length(path: Path) -> int:
-    """The trained context (`<arch>.context_length` in the GGUF header)."""
-    from gguf import GGUFReader
-
-    fields = GGUFReader(str(path)).fields
-    arch = bytes(fields["general.architecture"].parts[-1]).decode()
-    field = fields[f"{arch}.context_length"]
-    return int(field.parts[field.data[0]][0])

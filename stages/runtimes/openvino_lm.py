@@ -1,20 +1,13 @@
-"""OpenVINO runtime of the language model: folders made by lm_build_ov (the base exported from
-PyTorch as a stateful graph, see stages/methods/ov_export.py, NNCF-compressed for int8/int4,
-as OpenVINO IR). The request keeps the KV cache as state (the CPU plugin's fused SDPA node holds
-it), and a decode step feeds only the new ids and the mask, as a deployment does. Scoring: one
-forward per example from an empty state, every position's logits.
-"""
+"""Helpers of the OpenVINO plugin (stages/runtimes/lm/openvino.py): compiling the stateful IR
+(the CPU plugin's fused SDPA node holds the KV cache as state), the decode loop that feeds
+only the new ids and the mask, as a deployment does, and the bytes one decode step reads."""
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from stages.core.errors import PipelineError
-from stages.meters import protocol
-from stages.tasks import lambada as S
 
 VERSIONS = ("openvino", "nncf")
 IR = "openvino_model.xml"   # + openvino_model.bin: the weights
@@ -28,10 +21,6 @@ def require(module: str = "openvino"):
     except ImportError as exc:
         raise PipelineError(f"the OpenVINO runtime needs the pip package '{module}' ({exc}); "
                             "install the project's dependencies with `bash setup.sh`") from None
-
-
-def context_length(folder: Path) -> int:
-    return int(json.loads((folder / "config.json").read_text())["max_position_embeddings"])
 
 
 # OpenVINO's CPU plugin runs int8/int4-compressed weights with the activations quantized to int8
@@ -96,44 +85,6 @@ class Decoder:
         self.req.set_tensor("attention_mask", self.ov.Tensor(np.ones((1, self.n), dtype=np.int64)))
         self.req.infer()
         return self.req.get_tensor("logits").data[0]
-
-
-def score_all(folder: Path, reqs, k: int, threads: int, cm=None) -> list[dict]:
-    """Per-example harness-exact scores, batch 1 (no padding), in input order."""
-    import torch
-
-    run, scores = Decoder(cm or compile_model(folder, threads)[0]), []
-    for ids, n, cont in reqs:
-        run.reset()
-        logits = run.step(ids)
-        scores.append(S.score_continuation(torch.from_numpy(logits[len(ids) - n:].copy()), cont, k))
-    return scores
-
-
-def speeds(folder: Path, ids: list[int], cfg: dict, meter=None) -> dict:
-    """lm_speed's protocol: decode = exactly decode_tokens greedy new tokens after a 32-token
-    prompt (batch 1, argmax of the last logits); prefill = one forward over prefill_tokens.
-    Medians over speed_repeats after one warm-up; the KV cache is reset before every run."""
-    cm, setting = compile_model(folder, cfg["threads"])
-    run = Decoder(cm)
-    prompt, prefill, n = ids[:32], ids[:cfg["prefill_tokens"]], cfg["decode_tokens"]
-
-    def decode_all() -> float:
-        t0 = time.perf_counter()
-        run.reset()
-        token = int(run.step(prompt)[-1].argmax())
-        for _ in range(n - 1):
-            token = int(run.step([token])[-1].argmax())
-        return time.perf_counter() - t0
-
-    def prefill_once() -> float:
-        run.reset()
-        t0 = time.perf_counter()
-        run.step(prefill)
-        return time.perf_counter() - t0
-
-    return {**protocol.measure(prefill_once, decode_all, len(prefill), n, cfg["speed_repeats"], meter),
-            "runtime_config": setting}
 
 
 def weight_bytes_per_token(folder: Path) -> int:

@@ -8,13 +8,20 @@ from tqdm import tqdm
 from stages.tasks import lambada as S
 
 
+CHUNK = 64   # examples handed to the session at once (it may batch within a chunk)
+
+
 def score_session(session, reqs, k: int) -> list[dict]:
     """Per-example scores, in input order, of encode_examples' requests."""
     import torch
 
     scores = []
-    for ids, n, cont in tqdm(reqs, desc="scoring", unit="example", disable=None):
-        scores.append(S.score_continuation(torch.from_numpy(session.tail_logits(ids, n)), cont, k))
+    with tqdm(total=len(reqs), desc="scoring", unit="example", disable=None) as bar:
+        for start in range(0, len(reqs), CHUNK):
+            chunk = reqs[start:start + CHUNK]
+            tails = session.tail_logits_many([(ids, n) for ids, n, _ in chunk])
+            scores += [S.score_continuation(torch.from_numpy(t), cont, k) for t, (_, _, cont) in zip(tails, chunk)]
+            bar.update(len(chunk))
     return scores
 
 

@@ -60,6 +60,11 @@ class Session(ABC):
         needs); a runtime may compute only those."""
         return self.logits(ids)[len(ids) - n:]
 
+    def tail_logits_many(self, items: list[tuple[list[int], int]]) -> list[np.ndarray]:
+        """tail_logits of several sequences, in order; a runtime may batch them (the same
+        logits up to float rounding: each sequence is still scored from an empty cache)."""
+        return [self.tail_logits(ids, n) for ids, n in items]
+
     @abstractmethod
     def reset(self, max_tokens: int = 512) -> None:
         """Empty the KV cache; at most `max_tokens` will be cached before the next reset."""

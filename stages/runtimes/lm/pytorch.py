@@ -28,6 +28,25 @@ class TorchSession(Session):
             out = self.model(input_ids=self.torch.tensor([ids]), use_cache=False).logits[0]
         return out.float().numpy()
 
+    def tail_logits_many(self, items: list[tuple[list[int], int]], batch_size: int = 8) -> list[np.ndarray]:
+        """Length-sorted right-padded batches (every real token keeps its positions; causal
+        attention never sees the pads after it), the LM head applied only to the tail rows."""
+        from stages.tasks.lambada import length_sorted_batches, pad_right
+
+        out: list = [None] * len(items)
+        head, cap = self.model.get_output_embeddings(), getattr(self.model.config, "final_logit_softcapping", None)
+        for batch in length_sorted_batches([len(ids) for ids, _ in items], batch_size):
+            ids, mask = pad_right([items[i][0] for i in batch], 0)
+            with self.torch.inference_mode():
+                hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+                for row, i in enumerate(batch):
+                    length, n = len(items[i][0]), items[i][1]
+                    logits = head(hidden[row, length - n:length])
+                    if cap:   # as the model's own forward (Gemma 2's soft cap)
+                        logits = self.torch.tanh(logits / cap) * cap
+                    out[i] = logits.float().numpy()
+        return out
+
     def reset(self, max_tokens: int = 512) -> None:
         from transformers import DynamicCache
 

@@ -1,0 +1,173 @@
+"""The language-model results, read from the records the LM stages write (metrics/lm/{eval,bench,
+build,compress}/*.json): one row per variant, its accuracy paired with its model's reference
+variant on the same examples, its cost, and whether it sits on its model's Pareto fronts.
+Identities come from the records alone; file names are only where a row is read from."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from stages.core.errors import PipelineError
+from stages.core.files import read_json
+from stages.reporting.geometry import pareto
+from stages.tasks.intervals import bootstrap
+
+BITS = {"fp32": 32, "f32": 32, "f16": 16, "bf16": 16, "int8": 8, "q8_0": 8, "int4": 4, "q4_0": 4, "q4_k_m": 4}
+DIRECTIONS = {"acc": True, "delta_acc": True, "ppl": False, "decode_tokens_per_s": True, "ttft_ms": False,
+              "tpot_ms": False, "size_mb": False, "peak_rss_mb": False, "energy_j_per_token": False,
+              "speedup": True}
+
+
+def canon(record: dict) -> str:
+    """The identity of a node: its model and method chain (runtime fields left out)."""
+    return json.dumps({"model": record["model"], "chain": record["chain"]}, sort_keys=True)
+
+
+def label(record: dict) -> str:
+    """`method chain · runtime precision` (the model is the table's), derived from the record."""
+    steps = []
+    for s in record["chain"]:
+        k = s["knobs"]
+        steps.append(s["method"] + (f"-int{k['bits']}" if "bits" in k else "")
+                     + (f" {k['pattern']}" if k.get("pattern", "unstructured") != "unstructured" else ""))
+    prec = record["knobs"].get("precision")
+    return f"{'+'.join(steps) or 'base'} · {record['runtime']}" + (f" {prec}" if prec else "")
+
+
+def weight_bits(record: dict) -> int:
+    """The weights' bits: the last quantizer's, else the runtime precision's."""
+    quant = [s["knobs"]["bits"] for s in record["chain"] if "bits" in s["knobs"]]
+    prec = record["knobs"].get("precision", "fp32")
+    return quant[-1] if quant else BITS.get(prec, int(re.sub(r"\D", "", prec) or 32))
+
+
+def _read(path: Path) -> dict:
+    doc = read_json(path, "metric file")
+    if "record" not in doc:
+        raise PipelineError(f"{path}: no 'record' (not written by the LM stages)")
+    return doc
+
+
+def load(root: Path, samples: int, seed: int) -> dict[str, dict]:
+    """Rows per variant (key: the variant's metric file stem), with paired deltas."""
+    lm = root / "lm"
+    nodes = {canon(d["record"]): d for d in map(_read, sorted((lm / "compress").glob("*.json")))}
+    rows = {}
+    for path in sorted((lm / "eval").glob("*.json")):
+        ev, key = _read(path), path.stem
+        bench, build = _read(lm / "bench" / path.name), _read(lm / "build" / path.name)
+        rec = ev["record"]
+        steps = [nodes.get(canon({"model": rec["model"], "chain": rec["chain"][:i + 1]}))
+                 for i in range(len(rec["chain"]))]
+        if None in steps:
+            raise PipelineError(f"{path}: no compress metrics for a step of its chain")
+        energy = bench["energy_decode"]
+        rows[key] = {
+            "model": rec["model"], "variant": label(rec), "runtime": rec["runtime"],
+            "chain": "+".join(s["method"] for s in rec["chain"]) or "base", "bits": weight_bits(rec),
+            **{k: ev[k] for k in ("acc", "acc_ci95", "ppl", "ppl_ci95", "topk_acc", "topk_word_acc",
+                                  "k", "num_examples", "hits")},
+            **{k: bench[k] for k in ("ttft_ms", "tpot_ms", "tpot_p90_ms", "decode_tokens_per_s",
+                                     "e2e_tokens_per_s", "prefill_tokens_per_s", "peak_rss_mb",
+                                     "bandwidth_fraction")},
+            "size_mb": build["size_mb"], "energy_j_per_token": energy["j_per_unit"],
+            "energy_method": energy["method"], "cpu": bench["machine"].get("cpu"),
+            "compress_time_s": round(sum(s["compress_time_s"] for s in steps) + build["build_time_s"], 1),
+            "compress_energy_j": sum(s["compress_energy"]["joules"] for s in steps) + build["build_energy"]["joules"],
+            "record": rec}
+    for model in {r["model"] for r in rows.values()}:
+        mine = {k: r for k, r in rows.items() if r["model"] == model}
+        ref = reference(mine)
+        for r in mine.values():
+            paired(r, mine[ref], samples, seed)
+            r["reference"] = mine[ref]["variant"]
+        for axis in ("decode_tokens_per_s", "size_mb"):
+            front = pareto({k: (r[axis], r["acc"]) for k, r in mine.items()}, cost_lower=axis == "size_mb")
+            for k, r in mine.items():
+                r[f"pareto_{axis}"] = k in front
+    return rows
+
+
+def reference(rows: dict[str, dict]) -> str:
+    """The model's uncompressed PyTorch variant (fp32), the yardstick of every paired delta."""
+    for key, r in rows.items():
+        if r["chain"] == "base" and r["runtime"] == "pytorch" and r["bits"] == 32:
+            return key
+    raise PipelineError(f"{next(iter(rows.values()))['model']}: no base PyTorch fp32 variant to compare with")
+
+
+def paired(row: dict, ref: dict, samples: int, seed: int) -> None:
+    """Accuracy change against the reference on the same examples: the mean of the per-example
+    differences and its bootstrap interval (tighter than comparing two unpaired intervals)."""
+    a, b = row["hits"], ref["hits"]
+    if len(a) != len(b):
+        raise PipelineError(f"{row['variant']} and {ref['variant']} scored different examples ({len(a)} vs {len(b)})")
+    diff = [int(x) - int(y) for x, y in zip(a, b)]
+    row["delta_acc"] = sum(diff) / len(diff)
+    row["delta_acc_ci95"] = bootstrap(diff, samples, seed)
+    row["speedup"] = row["decode_tokens_per_s"] / ref["decode_tokens_per_s"]
+
+
+def verdict(row: dict) -> str:
+    """Where a variant stands against its model's reference, in words a deployment can use."""
+    lo, hi = row["delta_acc_ci95"]
+    acc = "same accuracy" if lo <= 0 <= hi else ("more accurate" if lo > 0 else "less accurate")
+    front = "on both fronts" if row["pareto_decode_tokens_per_s"] and row["pareto_size_mb"] else \
+        "on the speed front" if row["pareto_decode_tokens_per_s"] else \
+        "on the size front" if row["pareto_size_mb"] else "dominated"
+    return f"{acc}, {front}"
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def table(rows: dict[str, dict], model: str) -> list[str]:
+    """One Markdown table of a model's variants, best accuracy first."""
+    mine = sorted((r for r in rows.values() if r["model"] == model), key=lambda r: -r["acc"])
+    out = ["| variant | bits | size MB | acc % [95% CI] | Δacc vs reference, paired (pt) | ppl | "
+           "decode tok/s | speed-up | TTFT ms | TPOT p90 ms | peak RSS MB | J/token | verdict |",
+           "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in mine:
+        lo, hi = r["acc_ci95"]
+        dlo, dhi = r["delta_acc_ci95"]
+        out.append(f"| {r['variant']} | {r['bits']} | {r['size_mb']:.0f} | {pct(r['acc'])} [{pct(lo)}, {pct(hi)}] | "
+                   f"{100 * r['delta_acc']:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}] | {r['ppl']:.1f} | "
+                   f"{r['decode_tokens_per_s']:.1f} | {r['speedup']:.2f}× | {r['ttft_ms']:.0f} | "
+                   f"{r['tpot_p90_ms']:.1f} | {r['peak_rss_mb']:.0f} | {r['energy_j_per_token']:.3g} | "
+                   f"{verdict(r)} |")
+    return out
+
+
+def summary(rows: dict[str, dict]) -> dict:
+    keep = ("model", "variant", "bits", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
+            "decode_tokens_per_s", "speedup", "ttft_ms", "tpot_ms", "size_mb", "peak_rss_mb",
+            "energy_j_per_token", "energy_method")
+    return {k: {**{f: r[f] for f in keep}, "verdict": verdict(r), "cpu": r["cpu"]} for k, r in rows.items()}
+
+
+def readme_table(summary: dict, model: str) -> list[str]:
+    """The README's table of one model, from summary.json (best accuracy first)."""
+    mine = sorted((r for r in summary.values() if r["model"] == model), key=lambda r: -r["acc"])
+    out = ["| variant | bits | size MB | acc % [95% CI] | Δacc paired (pt) [95% CI] | decode tok/s | "
+           "speed-up | verdict |", "|---|---:|---:|---|---|---:|---:|---|"]
+    for r in mine:
+        (lo, hi), (dlo, dhi) = r["acc_ci95"], r["delta_acc_ci95"]
+        out.append(f"| {r['variant']} | {r['bits']} | {r['size_mb']:.0f} | {pct(r['acc'])} [{pct(lo)}, {pct(hi)}] | "
+                   f"{100 * r['delta_acc']:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}] | "
+                   f"{r['decode_tokens_per_s']:.1f} | {r['speedup']:.2f}× | {r['verdict']} |")
+    return out
+
+
+CSV_FIELDS = ("variant", "model", "runtime", "chain", "bits", "acc", "delta_acc", "ppl",
+              "decode_tokens_per_s", "ttft_ms", "size_mb", "peak_rss_mb", "energy_j_per_token",
+              "energy_method")
+
+
+def csv_text(rows: dict[str, dict]) -> str:
+    lines = [",".join(CSV_FIELDS)]
+    for key in sorted(rows, key=lambda k: (rows[k]["model"], -rows[k]["acc"])):
+        r = rows[key]
+        lines.append(",".join(f"{r['model']} · {r['variant']}" if f == "variant" else str(r[f]) for f in CSV_FIELDS))
+    return "\n".join(lines) + "\n"
