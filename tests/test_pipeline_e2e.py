@@ -30,7 +30,7 @@ TINY = {  # every stage runs, each in seconds on 2 cores
 }
 LM = {
     "models": {"tiny": {"architecture": "LlamaForCausalLM", "weights": {"source": "local", "path": "tiny-lm"}}},
-    "quant": {"models": ["tiny"], "methods": ["gptq", "rtn"], "bits": [8], "runtimes": ["pytorch"]},
+    "quant": {"models": ["tiny"], "methods": ["gptq", "rtn"], "bits": [8], "runtimes": ["pytorch", "ort_genai"]},
     "methods": {"gptq": {"calib_size": 4, "calib_seq_len": 16}, "rtn": {"group_size": 32},
                 "prune": {"sparsity": 0.5}, "distill": {"steps": 2, "batch_size": 2, "seq_len": 16}},
     "compress": {"tiny-prune": {"model": "tiny", "input": "tiny", "method": "prune"},
@@ -39,7 +39,6 @@ LM = {
     "runtimes": {"pytorch": {}, "ort_genai": {"block_size": 32}, "llamacpp": {}, "openvino": {"group_size": 32}},
     "variants": {"tiny-pytorch": {"node": "tiny", "runtime": "pytorch"},
                  "tiny-ort-int4": {"node": "tiny", "runtime": "ort_genai", "precision": "int4"},
-                 "tiny-gptq8-ort": {"node": "tiny-gptq8", "runtime": "ort_genai"},
                  "tiny-llamacpp-q8_0": {"node": "tiny", "runtime": "llamacpp", "precision": "q8_0"},
                  "tiny-ov-int8": {"node": "tiny", "runtime": "openvino", "precision": "int8"},
                  "tiny-prune+distill-pytorch": {"node": "tiny-prune+distill", "runtime": "pytorch"}},
@@ -107,7 +106,8 @@ def repo(tmp_path_factory, tiny_hf) -> Path:
 
 def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
-    assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "rtn-int8 · pytorch", "base · ort_genai int4"}
+    assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "rtn-int8 · ort_genai", "base · ort_genai int4",
+                                                   "prune+distill · pytorch fp32", "base · llamacpp q8_0"}
     assert all(r["acc_ci95"] and r["model"] == "tiny" for r in lm.values())
     assert "Data and pipelines are up to date." in dvc(repo, "dvc repro")
 
@@ -164,7 +164,9 @@ def test_a_runtime_knob_or_plugin_reruns_only_that_runtimes_stages(repo):
         changed = stale(repo) - {"check_params"}
     finally:
         (repo / "params.yaml").write_text(good)
-    assert changed == {"lm_build@tiny-ort-int4", "lm_build@tiny-gptq8-ort"}   # eval/bench follow their build
+    # eval/bench follow their build once it has re-run; status names the stages whose own inputs moved
+    assert changed == {"lm_build@tiny-ort-int4", "lm_sweep_build@tiny-gptq-8-ort_genai",
+                       "lm_sweep_build@tiny-rtn-8-ort_genai"}
     plugin = repo / "stages" / "runtimes" / "lm" / "llamacpp.py"
     text = plugin.read_text()
     plugin.write_text(text + "\n# an edit of the llama.cpp plugin\n")
@@ -177,12 +179,12 @@ def test_a_runtime_knob_or_plugin_reruns_only_that_runtimes_stages(repo):
 
 def test_exp_run_reruns_only_the_new_width_and_metrics_diff(repo):
     out = dvc(repo, "dvc exp run -S quant.bits=4")
-    assert ran(out) - {"check_params", "aggregate"} == {
-        f"lm_{s}@tiny-{m}-4" + ("-pytorch" if s != "quant" else "")
-        for m in ("gptq", "rtn") for s in ("quant", "sweep_build", "sweep_eval", "sweep_bench")}
+    assert ran(out) - {"check_params", "aggregate"} == {f"lm_quant@tiny-{m}-4" for m in ("gptq", "rtn")} | {
+        f"lm_sweep_{s}@tiny-{m}-4-{rt}" for m in ("gptq", "rtn") for s in ("build", "eval", "bench")
+        for rt in ("pytorch", "ort_genai")}
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
     assert "tiny-gptq4-pytorch" in lm and "tiny-gptq8-pytorch" not in lm
-    assert "tiny-gptq8-ort" in lm   # a variants entry keeps its own node
+    assert "tiny-ort-int4" in lm and "tiny-prune+distill-pytorch" in lm   # the rest stays
     diff = sh(repo, "dvc metrics diff")
     assert "lm.tiny-gptq4-pytorch.acc" in diff and "lm.tiny-gptq8-pytorch.acc" in diff
 

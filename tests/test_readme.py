@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stages.reporting import lm
 from stages.reporting.readme import END, START, render, replace_block
+from tests.metric_fixtures import write_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,23 +18,37 @@ def test_readme_results_block_matches_the_committed_summary():
     summary = ROOT / "metrics" / "summary.json"
     if not summary.exists():
         pytest.skip("no committed metrics/summary.json yet")
+    data = json.loads(summary.read_text())
+    if "lm" not in data:
+        pytest.skip("the committed metrics/summary.json predates the LM records (no `lm` section): "
+                    "rerun aggregate, then python -m stages.entry.readme")
     k = yaml.safe_load((ROOT / "params.yaml").read_text())["eval_lm"]["k"]
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index(START):readme.index(END) + len(END)]
-    assert block == render(json.loads(summary.read_text()), k), \
+    assert block == render(data, k), \
         "README results differ from metrics/summary.json: run python -m stages.entry.readme"
 
 
-def test_render_shows_intervals_and_replace_keeps_the_rest():
+def test_render_shows_intervals_one_table_per_model_and_replace_keeps_the_rest(tmp_path):
+    rows = lm.load(write_lm(tmp_path), 1000, 0)
     summary = {"detector": {"int8": {"agreement_mAP": 0.9, "agreement_mAP_ci95": [0.85, 0.95],
                                      "AP": None, "AP50": None, "latency_ms_median": 6.7,
                                      "images_per_s": 98.0, "size_mb": 17.5}},
-               "llm": {"int4": {"acc": 0.38, "acc_ci95": [0.34, 0.42], "topk_acc": 0.6,
-                                "topk_acc_ci95": [0.55, 0.65], "ppl": 20.0, "ppl_ci95": [18.0, 23.0],
-                                "decode_tokens_per_s": 25.0, "prefill_tokens_per_s": 400.0,
-                                "size_mb": 118.0, "compress_time_s": 150.0}}}
+               "lm": json.loads(json.dumps(lm.summary(rows)))}   # as read back from summary.json
     block = render(summary, 5)
-    assert "| `int8` | 90.0 [85.0, 95.0] | n/a |" in block and "38.0 [34.0, 42.0]" in block
+    assert "| `int8` | 90.0 [85.0, 95.0] | n/a |" in block
+    tables = block.split("Language model `")[1:]
+    assert [t.split("`")[0] for t in tables] == ["gemma3-270m", "smollm2-135m"]   # one table per model
+    for table in tables:
+        model = table.split("`")[0]
+        assert "timed on Test CPU 9000" in table and table.count("| variant | bits |") == 1
+        shown = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ")][1:]
+        assert shown == [r["variant"] for r in sorted((r for r in rows.values() if r["model"] == model),
+                                                      key=lambda r: -r["acc"])]   # best accuracy first
+    (pruned,) = [line for line in block.splitlines() if line.startswith("| prune+gptq-int4 · pytorch |")]
+    lo, hi = rows["smollm2-135m-prune+gptq4-pytorch"]["delta_acc_ci95"]
+    assert pruned.startswith("| prune+gptq-int4 · pytorch | 4 | 113 | 30.0 [")
+    assert f"| -30.0 [{100 * lo:+.1f}, {100 * hi:+.1f}] | 12.5 | 0.42× | less accurate, dominated |" in pruned
     new = replace_block(f"intro\n{START}\nold\n{END}\noutro", block)
     assert new.startswith("intro\n") and new.endswith("\noutro") and "old" not in new
 
@@ -41,7 +57,28 @@ def test_readme_gpu_block_matches_the_committed_gpu_files():
     from stages.reporting import gpu
     from stages.reporting.readme import GPU_END, GPU_START, render_gpu
 
-    readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index(GPU_START):readme.index(GPU_END) + len(GPU_END)]
+    page = (ROOT / "docs" / "gpu.md").read_text()   # the GPU set's own page
+    block = page[page.index(GPU_START):page.index(GPU_END) + len(GPU_END)]
     assert block == render_gpu(gpu.load(ROOT / "metrics" / "gpu")), \
-        "README GPU block differs from metrics/gpu: run python -m stages.entry.readme"
+        "docs/gpu.md GPU block differs from metrics/gpu: run python -m stages.entry.readme"
+
+
+def test_readme_entry_writes_both_blocks_and_refuses_an_old_summary(tmp_path):
+    from stages.core.errors import PipelineError
+    from stages.entry import readme as entry
+    from stages.reporting.readme import GPU_END, GPU_START
+
+    summary = {"detector": {}, "lm": json.loads(json.dumps(lm.summary(lm.load(write_lm(tmp_path), 1000, 0))))}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "README.md").write_text(f"intro\n{START}\nold\n{END}\noutro\n")
+    (tmp_path / "gpu.md").write_text(f"gpu intro\n{GPU_START}\nstale\n{GPU_END}\n")
+    args = ["--readme", str(tmp_path / "README.md"), "--summary", str(tmp_path / "summary.json"),
+            "--params", str(ROOT / "params.yaml"), "--gpu-doc", str(tmp_path / "gpu.md")]
+    entry.main(args)
+    k = yaml.safe_load((ROOT / "params.yaml").read_text())["eval_lm"]["k"]
+    assert (tmp_path / "README.md").read_text() == f"intro\n{render(summary, k)}\noutro\n"
+    page = (tmp_path / "gpu.md").read_text()
+    assert page.startswith("gpu intro\n") and "\nstale\n" not in page and "| variant | kernels |" in page
+    (tmp_path / "summary.json").write_text(json.dumps({"detector": {}, "llm": {}}))
+    with pytest.raises(PipelineError, match="no 'lm' section"):
+        entry.main(args)

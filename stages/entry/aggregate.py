@@ -38,6 +38,11 @@ def lm_section(rows: dict[str, dict]) -> list[str]:
            "averaged over the same examples, with a paired 95% bootstrap interval. Verdict: whether "
            "that interval excludes 0, and whether the variant is on its model's accuracy-vs-speed "
            "or accuracy-vs-size Pareto front (nothing both faster or smaller and more accurate).", ""]
+    methods = sorted({r["energy_method"] for r in rows.values()})
+    if methods:
+        out += ["J/token: energy per decoded token, batch 1 (method: " + ", ".join(f"`{m}`" for m in methods)
+                + ("; `estimate` is CPU time × W per core, not a measurement" if "estimate" in methods else "")
+                + ").", ""]
     for model in sorted({r["model"] for r in rows.values()}):
         out += [f"### {model}", ""] + lm.table(rows, model) + [""]
     return out
@@ -62,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
         browser = export.find_browser()
     text = report.render(det, lm_section(rows), used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
-    summary = summarize(det)
-    summary["lm"] = lm.summary(rows)
-    summary["higher_is_better"]["lm"] = lm.DIRECTIONS
+    det_summary = summarize(det)
+    summary = {"detector": det_summary["detector"], "lm": lm.summary(rows),
+               "higher_is_better": {**det_summary["higher_is_better"], "lm": lm.DIRECTIONS}}
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",
            "lm": args.plots / "lm.csv"}

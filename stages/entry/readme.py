@@ -1,11 +1,12 @@
-"""Rewrite the README's results block from the committed metrics/summary.json and params.yaml
-(not a DVC stage: run it after `dvc repro`, before committing the results)."""
+"""Rewrite the README's results block from the committed metrics/summary.json and params.yaml,
+and the GPU block of docs/gpu.md from metrics/gpu (not a DVC stage: run it after `dvc repro`,
+before committing the results)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.errors import run_main
+from stages.core.errors import PipelineError, run_main
 from stages.core.files import read_json
 from stages.reporting import gpu
 from stages.reporting.readme import GPU_END, GPU_START, render, render_gpu, replace_block
@@ -18,12 +19,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--summary", default="metrics/summary.json")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--gpu", default="metrics/gpu", type=Path)
+    ap.add_argument("--gpu-doc", default="docs/gpu.md", type=Path, help="the page holding the GPU block")
     args = ap.parse_args(argv)
     k = P.load(args.params, ("eval_lm.k",))["eval_lm"]["k"]
-    block = render(read_json(args.summary, "summary"), k)
+    summary = read_json(args.summary, "summary")
+    if "lm" not in summary:
+        raise PipelineError(f"{args.summary} has no 'lm' section (written before the LM records): "
+                            "run the aggregate stage first")
+    block = render(summary, k)
     text = replace_block(args.readme.read_text(), block)
-    text = replace_block(text, render_gpu(gpu.load(args.gpu)), GPU_START, GPU_END)
-    args.readme.write_text(text)
+    gpu_text = replace_block(args.gpu_doc.read_text(), render_gpu(gpu.load(args.gpu)), GPU_START, GPU_END)
+    args.readme.write_text(text)   # both rendered before either is written
+    args.gpu_doc.write_text(gpu_text)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Energy rows of the summary: metric files' energy figures flattened into per-variant keys,
-carbon from a grid intensity, and break-even counts against the family's reference variant.
+"""Energy rows of the detector's summary: metric files' energy figures flattened into
+per-variant keys, carbon from a grid intensity, and break-even counts against the reference.
 
-One inference is an image end to end (detector) and a decoded token (language model): those
-figures drive `gco2e_per_1000` and `break_even_inferences`. Break-even = the one-time
-compression energy / the gross energy saved per inference versus the reference (float32,
-base), rounded up; null when the variant saves nothing per inference (it never repays).
+One inference is an image end to end: it drives `gco2e_per_1000` and `break_even_inferences`.
+Break-even = the one-time conversion energy / the gross energy saved per image versus float32
+on the same runtime, rounded up; null when the variant saves nothing per image (it never
+repays). The language models' energy per decoded token is in stages/reporting/lm.py's rows.
 """
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import math
 
 J_PER_KWH = 3.6e6
 WORLD = 475.0   # gCO2e/kWh, codecarbon's world average (the energy.grid_gco2_per_kwh default)
-DEFINITION = ("an image end to end (detector), a decoded token (language model); break-even "
-              "is the compression energy over the gross energy saved per inference versus "
-              "float32 on the same runtime / base, and none where the variant saves nothing.")
-INFERENCE = {"detector": ("float32", "energy_j_per_image_e2e"),
-             "llm": ("base", "energy_j_per_token_decode")}
+DEFINITION = ("an image end to end (detector; break-even is the conversion energy over the "
+              "gross energy saved per image versus float32 on the same runtime, and none where "
+              "the variant saves nothing), a decoded token (language models: J/token in their tables).")
+INFERENCE = {"detector": ("float32", "energy_j_per_image_e2e")}
 
 
 def flat(fig: dict, key: str) -> dict:

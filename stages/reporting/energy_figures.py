@@ -1,10 +1,11 @@
 """Energy figures: energy per inference by variant (bars, method in the title) and accuracy
-against energy per inference (Pareto front marked), for both families."""
+against energy per inference (Pareto front marked), for the detector (the LM's J/token is in
+stages/reporting/lm.py's tables)."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from stages.reporting.figures import D, L, Panel, bars, tradeoff
+from stages.reporting.figures import D, Panel, bars, tradeoff
 
 
 def method_label(rows: dict[str, dict]) -> str:

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from stages.reporting.specs import DETECTOR_METRICS, LLM_METRICS, PUBLISHED_MAP, Metric
+from stages.reporting.specs import DETECTOR_METRICS, PUBLISHED_MAP, Metric
 from stages.reporting.geometry import label_positions, pareto
 from stages.reporting.tables import label
 
@@ -20,7 +20,6 @@ SYMBOLS = {"float32": "circle", "float16": "diamond", "int8": "square", "int16x8
 RUNTIME_COLORS = {"litert": "#0072B2", "onnxruntime": "#E69F00", "openvino": "#009E73"}
 PATTERNS = {"float32": "", "float16": ".", "int8": "/", "int16x8": "\\", "dynamic_int8": "x"}
 D = {m.key: m for m in DETECTOR_METRICS}
-L = {m.key: m for m in LLM_METRICS}
 
 
 class Panel(NamedTuple):

@@ -5,6 +5,7 @@ Identities come from the records alone; file names are only where a row is read 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def label(record: dict) -> str:
         k = s["knobs"]
         steps.append(s["method"] + (f"-int{k['bits']}" if "bits" in k else "")
                      + (f" {k['pattern']}" if k.get("pattern", "unstructured") != "unstructured" else ""))
-    prec = record["knobs"].get("precision")
+    # a quantized checkpoint keeps its codes on every runtime: the precision knob is not its width
+    prec = None if any("bits" in s["knobs"] for s in record["chain"]) else record["knobs"].get("precision")
     return f"{'+'.join(steps) or 'base'} · {record['runtime']}" + (f" {prec}" if prec else "")
 
 
@@ -42,26 +44,65 @@ def weight_bits(record: dict) -> int:
     return quant[-1] if quant else BITS.get(prec, int(re.sub(r"\D", "", prec) or 32))
 
 
-def _read(path: Path) -> dict:
-    doc = read_json(path, "metric file")
-    if "record" not in doc:
+# the keys this module reads from each kind of file (as stages/entry/lm_<kind>.py writes them)
+KEYS = {"compress": ("compress_time_s", "compress_energy"), "build": ("size_mb", "build_time_s", "build_energy"),
+        "eval": ("acc", "acc_ci95", "ppl", "ppl_ci95", "topk_acc", "topk_word_acc", "k", "num_examples", "hits"),
+        "bench": ("ttft_ms", "tpot_ms", "tpot_p90_ms", "decode_tokens_per_s", "e2e_tokens_per_s",
+                  "prefill_tokens_per_s", "peak_rss_mb", "bandwidth_fraction", "energy_decode", "machine")}
+NOT_NUMBERS = {"hits", "acc_ci95", "ppl_ci95", "energy_decode", "machine", "compress_energy", "build_energy"}
+
+
+def _read(path: Path, kind: str) -> dict:
+    """A metric file of `kind`; a missing key is one line naming the file and the key."""
+    doc = read_json(path, f"LM {kind} metric file")
+    rec = doc.get("record") if isinstance(doc, dict) else None
+    if not isinstance(rec, dict):
         raise PipelineError(f"{path}: no 'record' (not written by the LM stages)")
+    missing = [k for k in KEYS[kind] if k not in doc] + [
+        f"record.{k}" for k in ("model", "chain") + (("runtime", "knobs") if kind != "compress" else ())
+        if k not in rec]
+    if missing:
+        raise PipelineError(f"{path}: missing key '{missing[0]}'")
+    bad = [k for k in KEYS[kind] if k not in NOT_NUMBERS and not _number(doc[k])]
+    if bad:
+        raise PipelineError(f"{path}: '{bad[0]}' is {doc[bad[0]]!r}, not a number")
+    return doc
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _sibling(ev_path: Path, kind: str, rec: dict) -> dict:
+    """The bench or build file of an eval file's variant, of the same artifact (same record)."""
+    path = ev_path.parent.parent / kind / ev_path.name
+    if not path.is_file():
+        raise PipelineError(f"{ev_path} has no {kind} metrics ({path} not found): run its lm_{kind} stage")
+    doc = _read(path, kind)
+    if any(doc["record"].get(k) != rec[k] for k in ("model", "chain", "runtime", "knobs")):
+        raise PipelineError(f"{path}: its record is not {ev_path}'s (a stale file from another artifact)")
     return doc
 
 
 def load(root: Path, samples: int, seed: int) -> dict[str, dict]:
     """Rows per variant (key: the variant's metric file stem), with paired deltas."""
     lm = root / "lm"
-    nodes = {canon(d["record"]): d for d in map(_read, sorted((lm / "compress").glob("*.json")))}
+    compressed = (_read(p, "compress") for p in sorted((lm / "compress").glob("*.json")))
+    nodes = {canon(d["record"]): d for d in compressed}
     rows = {}
     for path in sorted((lm / "eval").glob("*.json")):
-        ev, key = _read(path), path.stem
-        bench, build = _read(lm / "bench" / path.name), _read(lm / "build" / path.name)
+        ev, key = _read(path, "eval"), path.stem
         rec = ev["record"]
+        bench, build = _sibling(path, "bench", rec), _sibling(path, "build", rec)
+        hits = ev["hits"]
+        if not isinstance(hits, str) or set(hits) - {"0", "1"} or len(hits) != ev["num_examples"]:
+            raise PipelineError(f"{path}: 'hits' is not one 0/1 character per example ({ev['num_examples']})")
         steps = [nodes.get(canon({"model": rec["model"], "chain": rec["chain"][:i + 1]}))
                  for i in range(len(rec["chain"]))]
         if None in steps:
-            raise PipelineError(f"{path}: no compress metrics for a step of its chain")
+            i = steps.index(None)
+            raise PipelineError(f"{path}: no compress metrics for step {i + 1} ({rec['chain'][i]['method']}) "
+                                "of its chain in lm/compress")
         energy = bench["energy_decode"]
         rows[key] = {
             "model": rec["model"], "variant": label(rec), "runtime": rec["runtime"],

@@ -26,7 +26,7 @@ def render(summary: dict, k: int) -> str:
         if ratios else []
     for model in sorted({r["model"] for r in summary["lm"].values()}):
         mine = [r for r in summary["lm"].values() if r["model"] == model]
-        lines += ["", f"Language model `{model}` on LAMBADA ({k}-way top-k aside; Δacc: against its base "
+        lines += ["", f"Language model `{model}` on LAMBADA (Δacc: against its base "
                   f"on PyTorch fp32, the same examples; timed on {mine[0]['cpu']}):", ""]
         lines += lm.readme_table(summary["lm"], model)
     return "\n".join(lines + ["", END])
@@ -42,7 +42,7 @@ def render_gpu(gpu: dict) -> str:
         lines += ["", gpu_methods.METHOD_NOTE, ""] + gpu_methods.method_table(gpu)
     if gpu["distill"]:
         lines += ["", gpu_distill.NOTE, ""] + gpu_distill.table(gpu)
-    lines += [""] + [f"![{t}](plots/gpu/png/{s}.png)" for s, t, _ in gpu_tables.figures(gpu)]
+    lines += [""] + [f"![{t}](../plots/gpu/png/{s}.png)" for s, t, _ in gpu_tables.figures(gpu)]   # from docs/
     return "\n".join(lines + ["", GPU_END])
 
 

@@ -10,10 +10,10 @@ class Metric:
     key: str
     label: str                     # table/axis label with unit; "{k}" is replaced by top-k's k
     higher_is_better: bool | None  # None: descriptive (a count, a setting), kept out of summary.json
-    source: str = "eval"           # file it is read from: eval | bench | agreement | quantize
+    source: str = "eval"           # file it is read from: eval | bench | agreement | convert
     scale: float = 1.0             # display factor (0..1 accuracies are shown in %)
     fmt: str = ".2f"
-    nullable: bool = False         # may be null (AP without ground truth, quantize info of base)
+    nullable: bool = False         # may be null (AP without ground truth, an undefined COCO stat)
     group: str = "cost"            # report table: accuracy | cost (speed, size) | energy; info if no direction
     ci: bool = False               # carries `<key>_ci95: [low, high]` (95%, bootstrap)
     spread: bool = False           # carries `<key>_p10_p90: [p10, p90]` over repeated windows
@@ -67,31 +67,6 @@ DETECTOR_METRICS = (
     Metric("has_ground_truth", "ground truth", None, fmt="", kind="bool"),
     Metric("num_images", "images", None, fmt="d"),
     Metric("threads", "threads", None, fmt="d", **_BENCH),
-)
-_ACC = dict(scale=100.0, fmt=".1f", group="accuracy", ci=True)
-LLM_METRICS = (
-    Metric("acc", "LAMBADA acc (%)", True, **_ACC),
-    Metric("topk_acc", "top-{k} first-token acc (%)", True, **_ACC),
-    Metric("topk_word_acc", "top-{k} whole-word acc (%)", True, **_ACC),
-    Metric("ppl", "target-word perplexity", False, group="accuracy", ci=True),
-    Metric("decode_tokens_per_s", "decode tokens/s", True, fmt=".1f", **_BENCH),
-    Metric("prefill_tokens_per_s", "prefill tokens/s", True, fmt=".0f", **_BENCH),
-    Metric("eval_examples_per_s", "scoring examples/s", True, **_BENCH),
-    Metric("size_mb", "size on disk (MB)", False),
-    Metric("size_sparse_mb", "size stored sparse (MB)", False, "chain", fmt=".0f", nullable=True),
-    Metric("param_mb", "weights in memory (MB)", False),
-    Metric("compress_time_s", "compression time (s)", False, "quantize", fmt=".1f", nullable=True),
-    Metric("energy_j_per_token_decode", "energy per decoded token (J)", False, fmt=".3g",
-           spread=True, **_EN),
-    Metric("energy_j_per_token_prefill", "energy per prefilled token (J)", False, fmt=".3g",
-           spread=True, **_EN),
-    Metric("energy_j_per_example", "energy per LAMBADA example (J)", False, "eval", fmt=".3g",
-           group="energy", spread=True),
-    *_energy("decoding", "decoded tokens", "GPTQ", "quantize", "base"),
-    Metric("bits", "bits", None, fmt="g"),
-    Metric("group_size", "group size", None, "quantize", fmt="d", nullable=True),
-    Metric("k", "k", None, fmt="d"),
-    Metric("num_examples", "examples", None, fmt="d"),
 )
 
 PUBLISHED_MAP = 22.0  # COCO mAP, TF1 detection model zoo, ssd_mobilenet_v2_coco_2018_03_29

@@ -8,9 +8,11 @@ from typing import Literal
 from pathlib import Path
 
 import numpy as np
+from pydantic import field_validator
 
 from stages.runtimes import torch_lm
 from stages.runtimes.lm.base import Knobs, LmRuntime, Session, read_config
+from stages.schema import kernels
 from stages.schema.kernels import AUTO
 
 ITEM_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "I16": 2, "I8": 1, "U8": 1,
@@ -62,6 +64,19 @@ class TorchSession(Session):
 class PyTorchKnobs(Knobs):
     precision: Literal["fp32", "bf16"] = "fp32"   # of the float tensors
     backend: str | dict[int, str] = AUTO         # GPTQ kernel of a GPTQ source, or one per width (stages/schema/kernels.py)
+
+    @field_validator("backend")
+    @classmethod
+    def _kernels(cls, backend):
+        """Every named kernel known and able to run its width on a CPU (a per-width map names
+        its widths; one name is checked where it can run any)."""
+        if backend == AUTO:
+            return backend
+        if isinstance(backend, str) and backend not in kernels.KERNELS:
+            raise ValueError(f"unknown GPTQ kernel {backend!r}; choose from {[AUTO, *kernels.KERNELS]}")
+        widths = sorted(backend) if isinstance(backend, dict) else sorted(kernels.KERNELS[backend].bits)
+        kernels.check(backend, widths, "cpu")
+        return backend
 
 
 class PyTorch(LmRuntime):
