@@ -55,6 +55,7 @@ def test_awq_searches_every_full_passage_and_each_layer_on_its_own_scaled_input(
 
     monkeypatch.setattr(AP, "apply_scale", checked)
     _, metrics = awq(mha, tmp_path)
-    assert metrics["calib_passages"] == 8 and len(seen) == 2 * 7   # 2 layers x 7 linears
-    assert {shape for _, shape, _ in seen} == {(metrics["calib_passages"], 26)}
+    passages = metrics["step"]["calib_passages"]
+    assert passages == 8 and len(seen) == 2 * 7   # 2 layers x 7 linears
+    assert {shape for _, shape, _ in seen} == {(passages, 26)}
     assert max(err for _, _, err in seen) < 1e-2, seen   # bfloat16 rounding; x/s^3 is far off

@@ -14,7 +14,8 @@ import yaml
 
 from stages.core.errors import PipelineError
 from stages.datasets import lambada as D, lambada_offline, lambada_official
-from stages.entry import lambada_data as L, lm_quantize
+from stages.entry import lambada_data as L
+from stages.methods.lm.gptq import sample
 from tests.conftest import ROOT
 from tests.http_server import serve
 
@@ -103,7 +104,7 @@ def test_offline_draw_is_seeded(articles):
 def test_calibration_articles_are_reserved_and_share_no_13_word_window(offline):
     evals, calib = read_jsonl(offline / "eval.jsonl"), read_jsonl(offline / "calib.jsonl")
     assert len(calib) == 256 - 52                  # near-duplicates dropped (README)
-    assert len(calib) >= PARAMS["quant"]["calib_size"]
+    assert len(calib) >= PARAMS["methods"]["gptq"]["calib_size"]
     assert not {r["id"] for r in evals} & {r["id"] for r in calib}
     # content level: no calibration passage shares a 13-word window with any evaluated text
     assert_no_shared_window(calib, evals)
@@ -174,7 +175,7 @@ def test_local_source_with_shared_lambada(lambada_jsonl, tmp_path):
     evals, calib = read_jsonl(out / "eval.jsonl"), read_jsonl(out / "calib.jsonl")
     assert len(evals) == 5153
     assert evals[0]["text"] == json.loads(lambada_jsonl.read_text().splitlines()[0])["text"]
-    assert len(calib) >= PARAMS["quant"]["calib_size"]
+    assert len(calib) >= PARAMS["methods"]["gptq"]["calib_size"]
     assert_no_shared_window(calib, evals)
     D.check_disjoint(calib, evals)
     planted = dict(calib[0], text=calib[0]["text"] + "\n" + evals[4000]["text"])
@@ -292,13 +293,20 @@ def _calib_file(tmp_path: Path, n: int, corrupt: int | None = None) -> Path:
     return path
 
 
+def read_calibration(path: Path, n: int, seed: int) -> list[str]:
+    """As lm_compress reads calib.jsonl (every line) and GPTQ/AWQ draw from it."""
+    return sample([r["text"] for r in D.read_jsonl(path, "calibration file")], n, seed)
+
+
 def test_read_calibration_draws_seeded_distinct_passages(tmp_path):
     path = _calib_file(tmp_path, 40)
-    texts = lm_quantize.read_calibration(path, 8, seed=0)
-    assert len(set(texts)) == 8 and texts == lm_quantize.read_calibration(path, 8, seed=0)
-    assert texts != lm_quantize.read_calibration(path, 8, seed=1)
-    with pytest.raises(PipelineError, match="exceeds the 40 calibration passages"):
-        lm_quantize.read_calibration(path, 41, seed=0)
+    texts = read_calibration(path, 8, seed=0)
+    assert len(set(texts)) == 8 and texts == read_calibration(path, 8, seed=0)
+    assert texts != read_calibration(path, 8, seed=1)
+    all_texts = [r["text"] for r in read_jsonl(path)]
+    assert [all_texts.index(t) for t in texts] == sorted(all_texts.index(t) for t in texts)   # in file order
+    with pytest.raises(PipelineError, match="calib_size=41 exceeds the 40 calibration passages"):
+        read_calibration(path, 41, seed=0)
 
 
 def test_corrupt_calibration_line_outside_the_draw_still_fails(tmp_path):
@@ -308,4 +316,4 @@ def test_corrupt_calibration_line_outside_the_draw_still_fails(tmp_path):
     corrupt = next(i for i in range(n) if i not in drawn)
     path = _calib_file(tmp_path, n, corrupt)
     with pytest.raises(PipelineError, match=rf":{corrupt + 1}: corrupt JSON"):
-        lm_quantize.read_calibration(path, size, seed)
+        read_calibration(path, size, seed)

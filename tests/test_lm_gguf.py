@@ -1,55 +1,58 @@
-"""The llama.cpp runtime: params errors, variant naming, GGUF header arithmetic (bytes read per
-token, tensor types), missing packages, and a tiny random Llama converted by llama.cpp's own
-converter and scored through llama.cpp equals its PyTorch scores (a broken conversion fails)."""
+"""The llama.cpp runtime (stages/runtimes/lm/llamacpp.py, its helpers stages/runtimes/llamacpp_lm.py
+and stages/methods/gguf_build.py): knob errors, GGUF header arithmetic (bytes read per token,
+tensor types), missing packages, and a tiny random Llama built by lm_build with llama.cpp's own
+converter and quantizer: the build records the tensor types it made, and llama.cpp scores it as
+PyTorch scores the source (a broken conversion fails)."""
 from __future__ import annotations
 
-import builtins
-import copy
+import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from stages.core.errors import PipelineError
-from stages.entry.lm_eval_gguf import describe
-from stages.schema import params as P
+from stages.models import lm_record
+from stages.runtimes import lm
 
-ROOT = Path(__file__).resolve().parents[1]
-GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
-def llamacpp(**knobs) -> dict:
-    raw = copy.deepcopy(GOOD)
-    raw["lm_runtimes"]["llamacpp"].update(knobs)
-    return raw
+RT = lm.get("llamacpp")
 
 
 @pytest.mark.parametrize("knobs, message", [
-    ({"variants": ["q3_k"]}, "lm_runtimes.llamacpp.variants: Input should be 'f32', 'f16', 'q8_0', 'q4_0', 'q4_k_m' or 'packaged', got 'q3_k'"),
-    ({"variants": ["q4_0", "q4_0"]}, "lists a variant twice"),
-    ({"threads": 0}, "lm_runtimes.llamacpp.threads: Input should be greater than or equal to 1"),
-    ({"thread": 2}, "thread"),
+    ({"precision": "q3_k"}, "llamacpp: precision: Input should be 'f32', 'f16', 'q8_0', 'q4_0' or 'q4_k_m', got 'q3_k'"),
+    ({"precision": "packaged"}, "llamacpp: precision: Input should be"),
+    ({"threads": 0}, "llamacpp: threads: Input should be greater than or equal to 1"),
+    ({"thread": 2}, "llamacpp: unknown knob 'thread' (did you mean 'threads'?)"),
 ])
-def test_bad_llamacpp_params_are_one_line(knobs, message):
+def test_bad_llamacpp_knobs_are_one_line(knobs, message):
     with pytest.raises(PipelineError) as exc:
-        P.validate(llamacpp(**knobs))
+        RT.validate(knobs)
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_a_gguf_type_in_the_ort_list_points_to_the_llamacpp_list():
-    raw = copy.deepcopy(GOOD)
-    raw["lm_runtimes"]["variants"] = ["llamacpp-q4_0"]
-    with pytest.raises(PipelineError, match="lm_runtimes.llamacpp.variants"):
-        P.validate(raw)
+def test_a_gguf_type_given_to_another_runtime_is_named_by_check_params(tmp_path):
+    from tests.test_lm_methods import M, check_chains
+
+    with pytest.raises(PipelineError, match=r"variants.v: precision: Input should be 'fp32', 'int8' or "
+                                            r"'int4', got 'q4_0'"):
+        check_chains(tmp_path, {}, {"v": {"node": M, "runtime": "ort_genai", "precision": "q4_0"}})
 
 
-def test_variant_names_map_to_runtime_method_bits():
-    assert describe("f16") == {"runtime": "llama.cpp", "method": "none", "bits": 16}
-    assert describe("q4_k_m") == {"runtime": "llama.cpp", "method": "gguf-q4_k_m", "bits": 4}
-    assert describe("packaged") == {"runtime": "llama.cpp", "method": "gguf-q4_1", "bits": 4}
+def test_precisions_map_to_bits_and_a_record_names_its_variant():
+    assert RT.precisions == {"f32": 32, "f16": 16, "q8_0": 8, "q4_0": 4, "q4_k_m": 4}
+    assert RT.validate({})["precision"] == "f16"   # the default: the converter's f16
+    record = {"model": "m", "chain": [], "runtime": "llamacpp", "knobs": RT.validate({"precision": "q4_k_m"})}
+    assert lm_record.name(record) == "m · base · llamacpp q4_k_m"
+
+
+def test_an_unknown_gguf_type_is_one_line_before_any_work(tmp_path):
+    from stages.methods import gguf_build
+
     with pytest.raises(PipelineError, match="unknown GGUF variant 'q5_0'"):
-        describe("q5_0")
+        gguf_build.build("q5_0", tmp_path, tmp_path / "x.gguf", 1)
+    assert not (tmp_path / "x.gguf").exists()
 
 
 def write_gguf(path: Path, tied: bool) -> None:
@@ -77,50 +80,81 @@ def test_bytes_per_token_reads_a_tied_table_whole_and_an_untied_one_by_row(tmp_p
     assert R.weight_bytes_per_token(tmp_path / "tied.gguf") == 10 * 4 * 4 + 4 * 4 * 2
     assert R.weight_bytes_per_token(tmp_path / "untied.gguf") == 4 * 4 + 4 * 4 * 2 + 10 * 4 * 4
     assert R.type_counts(tmp_path / "untied.gguf") == {"F16": 1, "F32": 2}
-    assert R.context_length(tmp_path / "tied.gguf") == 256 and R.vocab_size(tmp_path / "tied.gguf") == 10
+    assert R.tensors(tmp_path / "untied.gguf")["blk.0.attn_q.weight"] == ("F16", 4 * 4 * 2, 4)
+    assert R.vocab_size(tmp_path / "tied.gguf") == 10
+    (tmp_path / "artifact").mkdir()   # the plugin reads the artifact folder's model.gguf
+    shutil.copy(tmp_path / "untied.gguf", tmp_path / "artifact" / "model.gguf")
+    assert RT.weight_bytes_per_token(tmp_path / "artifact") == R.weight_bytes_per_token(tmp_path / "untied.gguf")
+
+
+def test_a_gguf_of_another_vocabulary_than_its_config_is_refused(tmp_path):
+    (tmp_path / "artifact").mkdir()
+    write_gguf(tmp_path / "artifact" / "model.gguf", tied=True)
+    (tmp_path / "artifact" / "config.json").write_text(json.dumps({"vocab_size": 49152}))
+    pytest.importorskip("llama_cpp")
+    with pytest.raises(PipelineError, match="model.gguf has 10 tokens, its config.json 49152: not the same model"):
+        RT.open(tmp_path / "artifact", 1)
 
 
 def test_missing_llama_cpp_names_the_package_and_setup(monkeypatch):
     from stages.runtimes import llamacpp_lm as R
 
-    real = builtins.__import__
-
-    def no_llama(name, *a, **kw):
-        if name == "llama_cpp":
-            raise ImportError("No module named 'llama_cpp'")
-        return real(name, *a, **kw)
-    monkeypatch.setattr(builtins, "__import__", no_llama)
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)   # `import llama_cpp` raises ImportError
     with pytest.raises(PipelineError) as exc:
         R.require()
     assert "'llama-cpp-python'" in str(exc.value) and "bash setup.sh" in str(exc.value)
+    with pytest.raises(PipelineError, match="the llamacpp runtime needs the Python module 'llama_cpp'.*setup.sh"):
+        RT.require()
 
 
-def test_packaged_variant_needs_the_package_source(tmp_path):
-    from stages.entry import lm_build_gguf
-
-    raw = copy.deepcopy(GOOD)
-    raw["llm"]["source"] = "hub"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(PipelineError, match="'packaged' needs llm.source=package"):
-        lm_build_gguf.main(["--variant", "packaged", "--base", str(tmp_path), "--out", str(tmp_path / "x.gguf"),
-                            "--metrics", str(tmp_path / "m.json"), "--params", str(tmp_path / "params.yaml")])
-    assert not (tmp_path / "x.gguf").exists() and not (tmp_path / "m.json").exists()
-
-
-def test_tiny_llama_scores_the_same_in_llama_cpp_and_pytorch(tiny_hf, tmp_path):
-    torch = pytest.importorskip("torch")
+@pytest.fixture(scope="module")
+def builds(tiny_hf, tmp_path_factory) -> dict:
+    """tiny_hf as a source node, built by lm_build for llama.cpp at f32 and q8_0 (variants)."""
     pytest.importorskip("llama_cpp")
+    from stages.entry import lm_build
+    from stages.methods import gguf_build
+    from tests.test_lm_models import write_params
+
+    try:
+        gguf_build.converter()
+    except PipelineError as exc:
+        pytest.skip(str(exc))
+    root = tmp_path_factory.mktemp("gguf")
+    node = root / "tiny"
+    shutil.copytree(tiny_hf, node)
+    lm_record.write(node, {"model": "tiny", "architecture": "LlamaForCausalLM", "chain": []})
+    variants = {f"tiny-{p}": {"node": "tiny", "runtime": "llamacpp", "precision": p} for p in ("f32", "q8_0")}
+    params = write_params(root, variants=variants, runtimes={"llamacpp": {"threads": 1}})
+    out = {}
+    for key, v in variants.items():
+        lm_build.main(["--node", str(node), "--runtime", "llamacpp", "--variant", key, "--out", str(root / key),
+                       "--metrics", str(root / f"{key}.json"), "--params", str(params)])
+        out[v["precision"]] = (root / key, json.loads((root / f"{key}.json").read_text()))
+    return out
+
+
+def test_the_build_records_the_tensor_types_it_made(builds):
+    from stages.runtimes import llamacpp_lm as R
+
+    for precision, (folder, m) in builds.items():
+        assert m["record"]["knobs"] == {"precision": precision, "threads": 1}   # variant over runtime defaults
+        assert m["record"]["versions"]["llama-cpp-python"] and lm_record.read(folder) == m["record"]
+        assert m["build"]["tensor_types"] == R.type_counts(folder / "model.gguf")
+        assert (folder / "tokenizer.json").is_file() and (folder / "config.json").is_file()
+    f32, q8 = builds["f32"][1]["build"], R.tensors(builds["q8_0"][0] / "model.gguf")
+    assert list(f32["tensor_types"]) == ["F32"] and f32["head_type"] == "F32"
+    # the quantizer also quantizes the tied embedding / LM head table (one table: no output.weight)
+    assert "output.weight" not in q8 and q8["token_embd.weight"][0] == "Q8_0" == builds["q8_0"][1]["build"]["head_type"]
+    assert q8["blk.0.ffn_down.weight"][0] == "Q8_0"
+
+
+def test_tiny_llama_scores_the_same_in_llama_cpp_and_pytorch(builds, tiny_hf):
+    import torch
     import transformers
 
-    from stages.methods import gguf_build
-    from stages.runtimes import llamacpp_lm as R
     from stages.tasks import lambada as S
+    from stages.tasks.scoring import score_session
 
-    gguf_build.build("f32", tiny_hf, tmp_path / "f32.gguf", 1)
-    gguf_build.build("q8_0", tiny_hf, tmp_path / "q8_0.gguf", 1)
-    assert R.type_counts(tmp_path / "f32.gguf") == {"F32": len(R.tensors(tmp_path / "f32.gguf"))}
-    q8 = R.tensors(tmp_path / "q8_0.gguf")
-    assert q8["token_embd.weight"][0] == "Q8_0" and q8["blk.0.ffn_down.weight"][0] == "Q8_0"
     rng = np.random.default_rng(0)
     reqs = [[int(t) for t in rng.integers(3, 49152, n)] for n in (7, 19, 40)]
     reqs = [(ids, 2, ids[-1:] + [int(rng.integers(3, 49152))]) for ids in reqs]
@@ -129,47 +163,8 @@ def test_tiny_llama_scores_the_same_in_llama_cpp_and_pytorch(tiny_hf, tmp_path):
         want = [S.score_continuation(model(torch.tensor([ids])).logits[0, len(ids) - n:], c, 5)
                 for ids, n, c in reqs]
     for name, tol in (("f32", 1e-3), ("q8_0", 0.05)):
-        llm = R.load(tmp_path / f"{name}.gguf", 1, R.n_ctx_for(reqs), logits_all=True)
-        got = R.score_all(llm, reqs, 5)
+        got = score_session(RT.open(builds[name][0], 1), reqs, 5)
         for g, w in zip(got, want):
             assert g["loglik"] == pytest.approx(w["loglik"], abs=tol * abs(w["loglik"])), name
         if name == "f32":
             assert [g["greedy"] for g in got] == [w["greedy"] for w in want]
-    speed = R.speeds(tmp_path / "q8_0.gguf", reqs[2][0] * 8, {"prefill_tokens": 64, "decode_tokens": 8,
-                                                              "speed_repeats": 2, "threads": 1})
-    assert speed["decode_tokens_per_s"] > 0 and speed["own_timer_decode_tokens_per_s"] >= speed["decode_tokens_per_s"]
-
-
-def test_runtime_table_ratios_stay_within_one_runtime_and_cpu():
-    from stages.reporting.runtimes import table
-
-    def row(runtime, bits, dec, cpu):
-        return {"runtime": runtime, "bits": bits, "method": "none" if bits >= 16 else "x", "acc": 0.5,
-                "decode_tokens_per_s": dec, "prefill_tokens_per_s": 1.0, "size_mb": 1.0,
-                "weight_bytes_per_token": 1e6, "bandwidth_fraction": 0.5, "bench_cpu": cpu}
-    text = table({"llamacpp-f16": row("llama.cpp", 16, 50.0, "Xeon"),
-                  "llamacpp-q4_0": row("llama.cpp", 4, 150.0, "Xeon"),
-                  "base": row("torch", 32, 20.0, "Xeon"), "base-epyc": row("torch", 32, 10.0, "EPYC"),
-                  "prune": {**row("torch", 32, 5.0, "EPYC"), "method": "prune"},
-                  "int4": row("torch", 4, 40.0, "EPYC")})
-    lines = {line.split("`")[1]: line for line in text.splitlines() if "`" in line}
-    assert "| 3.00× |" in lines["llamacpp-q4_0"] and "| 4.00× |" in lines["int4"]   # vs its own CPU's fp32
-    assert "| 0.50× |" in lines["prune"]   # vs the uncompressed row, not another 32-bit one
-    alone = table({"prune": {**row("torch", 32, 5.0, "EPYC"), "method": "prune"}})
-    assert "| n/a |" in alone                  # no uncompressed row on that CPU: no ratio
-    assert "Timed on 2 different CPUs** (EPYC, Xeon)" in text
-    assert "different CPUs" not in table({"base": row("torch", 32, 20.0, "Xeon")})
-
-
-def test_torch_rows_prefer_their_own_rss_and_bound_over_the_other_runs_triad():
-    from stages.reporting.runtimes import NO_RSS, torch_rows
-
-    old = {"method": "none", "param_mb": 100.0, "decode_tokens_per_s": 10.0, "bench_cpu": "EPYC"}
-    new = {**old, "peak_rss_mb": 700.0, "weight_bytes_per_token": 50_000_000, "bandwidth_fraction": 0.2}
-    rows = torch_rows({"old": old, "new": new}, bw=10.0, bw_cpu="EPYC")
-    assert rows["old"]["peak_rss_mb"] is None and rows["old"]["peak_rss_mb_reason"] == NO_RSS
-    assert rows["old"]["bandwidth_fraction"] == pytest.approx(10.0 / (10e9 / 100e6))   # other run's triad
-    assert rows["new"]["peak_rss_mb"] == 700.0 and "peak_rss_mb_reason" not in rows["new"]
-    assert rows["new"]["bandwidth_fraction"] == 0.2 and rows["new"]["weight_bytes_per_token"] == 50_000_000
-    elsewhere = torch_rows({"old": {**old, "bench_cpu": "Xeon"}}, bw=10.0, bw_cpu="EPYC")
-    assert elsewhere["old"]["bandwidth_fraction"] is None   # never a ratio across machines

@@ -742,6 +742,22 @@ def test_each_cpu_kernel_runs_its_width_and_scores_like_the_reference(gptq, widt
     assert got["ppl"] == pytest.approx(ref["ppl"], rel=0.05)
 
 
+@pytest.mark.parametrize("backend, message", [
+    ({4: "gptq_marlin"}, "kernel gptq_marlin runs on ['cuda'], not cpu"),
+    ({8: "gptq_torch_aten"}, "kernel gptq_torch_aten cannot run 8-bit weights"),
+    ("gptq_marlinn", "unknown GPTQ kernel 'gptq_marlinn'; choose from ['auto', 'gptq_torch'"),
+])
+def test_a_kernel_the_cpu_runtime_cannot_run_stops_the_build_before_any_work(tmp_path, no_model_loads,
+                                                                             backend, message):
+    params = write_params(tmp_path, variants={"v": {"node": "tiny", "runtime": "pytorch", "backend": backend}})
+    (tmp_path / "node").mkdir()
+    with pytest.raises(PipelineError) as exc:
+        lm_build.main(["--node", str(tmp_path / "node"), "--runtime", "pytorch", "--variant", "v",
+                       "--out", str(tmp_path / "b"), "--metrics", str(tmp_path / "b.json"), "--params", str(params)])
+    assert str(exc.value).startswith("pytorch: backend: ") and message in str(exc.value)
+    assert "\n" not in str(exc.value) and not (tmp_path / "b").exists()
+
+
 def test_a_kernel_that_falls_back_is_an_error(gptq, monkeypatch):
     """GPTQModel must not silently pick another kernel than the one asked for."""
     from stages.schema import kernels

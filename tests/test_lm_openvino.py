@@ -1,73 +1,70 @@
-"""The OpenVINO LM runtime: params errors, variant naming, and a tiny random Llama exported from
-PyTorch (+ NNCF) and run by OpenVINO: fp32 log-likelihoods equal PyTorch's, int8/int4 stay
-close, the attention runs as the CPU plugin's fused SDPA with the KV cache inside, and the
-hand-written KV-cache decode loop gives the tokens a full recompute gives."""
+"""The OpenVINO LM runtime (stages/runtimes/lm/openvino.py, its helpers stages/runtimes/openvino_lm.py
+and stages/methods/ov_build.py): knob errors, and a tiny random Llama exported from PyTorch (+ NNCF)
+and run by OpenVINO: each build records its weight types (int4: grouped INT4_SYM weights, the
+tied table INT8_ASYM), fp32 log-likelihoods equal PyTorch's, int8/int4 stay close, the attention
+runs as the CPU plugin's fused SDPA with the KV cache inside, and the hand-written KV-cache
+decode loop gives the tokens a full recompute gives."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from stages.core.errors import PipelineError
-from stages.entry.lm_eval_ov import describe
-from stages.schema import params as P
+from stages.models import lm_record
+from stages.runtimes import lm
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
-def openvino(**knobs) -> dict:
-    raw = copy.deepcopy(GOOD)
-    raw["lm_runtimes"]["openvino"].update(knobs)
-    return raw
+RT = lm.get("openvino")
+GROUP = 32   # the builds' int4 group size (the repository's default is 64)
 
 
 @pytest.mark.parametrize("knobs, message", [
-    ({"variants": ["int2"]}, "lm_runtimes.openvino.variants: Input should be 'fp32', 'int8' or 'int4', got 'int2'"),
-    ({"variants": ["int4", "int4"]}, "lists a variant twice"),
-    ({"ratio": 0}, "lm_runtimes.openvino.ratio: Input should be greater than 0"),
-    ({"group_size": 48}, "lm_runtimes.openvino.group_size"),
+    ({"precision": "int2"}, "openvino: precision: Input should be 'fp32', 'int8' or 'int4', got 'int2'"),
+    ({"ratio": 0}, "openvino: ratio: Input should be greater than 0"),
+    ({"ratio": 1.5}, "openvino: ratio: Input should be less than or equal to 1"),
+    ({"group_size": -2}, "openvino: group_size: Input should be greater than or equal to -1"),
+    ({"group": 32}, "openvino: unknown knob 'group'"),
 ])
-def test_bad_openvino_params_are_one_line(knobs, message):
+def test_bad_openvino_knobs_are_one_line(knobs, message):
     with pytest.raises(PipelineError) as exc:
-        P.validate(openvino(**knobs))
+        RT.validate(knobs)
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_an_openvino_variant_in_the_ort_list_points_to_its_own_list():
-    raw = copy.deepcopy(GOOD)
-    raw["lm_runtimes"]["variants"] = ["ov-int4"]
-    with pytest.raises(PipelineError, match="lm_runtimes.openvino.variants"):
-        P.validate(raw)
+def test_an_openvino_precision_given_to_llamacpp_is_named_by_check_params(tmp_path):
+    from tests.test_lm_methods import M, check_chains
+
+    with pytest.raises(PipelineError, match=r"variants.v: precision: Input should be 'f32', 'f16', 'q8_0', "
+                                            r"'q4_0' or 'q4_k_m', got 'int4'"):
+        check_chains(tmp_path, {}, {"v": {"node": M, "runtime": "llamacpp", "precision": "int4"}})
 
 
-def test_variant_names_map_to_runtime_method_bits():
-    assert describe("fp32") == {"runtime": "openvino", "method": "none", "bits": 32}
-    assert describe("int4") == {"runtime": "openvino", "method": "nncf-int4", "bits": 4}
-    with pytest.raises(PipelineError, match="unknown OpenVINO precision 'int2'"):
-        describe("int2")
+def test_precisions_map_to_bits_and_a_record_names_its_variant():
+    assert RT.precisions == {"fp32": 32, "int8": 8, "int4": 4}
+    record = {"model": "m", "chain": [], "runtime": "openvino", "knobs": RT.validate({"precision": "int4"})}
+    assert lm_record.name(record) == "m · base · openvino int4"
 
 
 @pytest.fixture(scope="module")
 def ov_models(tiny_hf, tmp_path_factory) -> Path:
+    """tiny_hf built by the plugin at each precision, each in its own process (as lm_build runs);
+    each build's weight types in <precision>.json."""
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
 
     root = tmp_path_factory.mktemp("ov")
-    for prec in ("fp32", "int8", "int4"):   # built as lm_build_ov does, in its own process
-        in_clean_process(ov_build_one, str(tiny_hf), str(root / prec), prec)
+    for prec in ("fp32", "int8", "int4"):
+        info = in_clean_process(ov_build_one, str(tiny_hf), str(root / prec), prec)
+        (root / f"{prec}.json").write_text(json.dumps(info))
     return root
 
 
 def ov_build_one(base: str, out: str, prec: str) -> dict:
-    from stages.methods import ov_build
-
-    return ov_build.build(Path(base), Path(out), prec, {"group_size": 32, "ratio": 1.0})
+    return lm.get("openvino").build(Path(base), Path(out), {"precision": prec, "group_size": GROUP, "ratio": 1.0})
 
 
 def in_clean_process(fn, *args, env: dict | None = None):
@@ -89,10 +86,10 @@ def in_clean_process(fn, *args, env: dict | None = None):
 
 
 def ov_scores(folder: str, reqs: list) -> dict:
-    from stages.runtimes import openvino_lm as R
+    from stages.tasks.scoring import score_session
 
-    cm, setting = R.compile_model(Path(folder), 1)
-    return {"scores": R.score_all(Path(folder), reqs, 5, 1, cm), "setting": setting}
+    session = lm.get("openvino").open(Path(folder), 1)
+    return {"scores": score_session(session, reqs, 5), "setting": session.setting}
 
 
 def ov_tokens(folder: str) -> dict:
@@ -103,7 +100,7 @@ def ov_tokens(folder: str) -> dict:
     run = R.Decoder(cm)
     ids = [int(t) for t in np.random.default_rng(2).integers(3, 49152, 9)]
     token, cached = int(run.step(ids)[-1].argmax()), []
-    for _ in range(6):                     # the loop lm_bench_ov times
+    for _ in range(6):                     # the loop OvSession.step runs (lm_bench times it)
         cached.append(token)
         token = int(run.step([token])[-1].argmax())
     cached.append(token)
@@ -115,6 +112,24 @@ def ov_tokens(folder: str) -> dict:
     layers = {op.get_rt_info()["layerType"].astype(str) for op in cm.get_runtime_model().get_ordered_ops()}
     return {"cached": cached, "full": full, "inputs": [i.get_any_name() for i in cm.inputs],
             "states": sorted(v.name for v in run.req.query_state()), "layers": sorted(layers)}
+
+
+def test_each_build_records_its_weight_types(ov_models, tiny_hf):
+    """fp32 keeps every weight in f32; int8 is INT8_ASYM (u8 codes) everywhere; int4 is INT4_SYM
+    with GROUP columns per scale on every decoder weight (ratio 1.0), and NNCF keeps the tied
+    embedding / LM head at INT8_ASYM."""
+    import openvino as ov
+
+    types = {p: json.loads((ov_models / f"{p}.json").read_text())["tensor_types"] for p in ("fp32", "int8", "int4")}
+    assert set(types["fp32"]) == {"f32"}
+    assert "u8" in types["int8"] and not {"i4", "u4"} & set(types["int8"])
+    assert "i4" in types["int4"] and "u8" in types["int4"]
+    model = ov.Core().read_model(str(ov_models / "int4" / "openvino_model.xml"))
+    shapes = [tuple(op.get_output_partial_shape(0).to_shape()) for op in model.get_ops()
+              if op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() == "i4"]
+    layers = json.loads((tiny_hf / "config.json").read_text())["num_hidden_layers"]
+    assert len(shapes) == 7 * layers and all(s[-1] == GROUP for s in shapes), shapes   # grouped int4
+    assert types["int4"]["i4"] == 7 * layers
 
 
 def test_openvino_scores_match_pytorch_and_compression_stays_close(ov_models, tiny_hf):

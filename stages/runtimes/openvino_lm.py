@@ -37,7 +37,7 @@ def compile_model(folder: Path, threads: int):
     ov = require()
     path = folder / IR
     if not path.is_file():
-        raise PipelineError(f"no {IR} in {folder} (run lm_build_ov)")
+        raise PipelineError(f"no {IR} in {folder}: not an OpenVINO build (lm_build with runtime openvino)")
     core = ov.Core()
     model = core.read_model(str(path))
     # f32 KV cache: the plugin's default (u8) would be a lossy compression the variant names do
