@@ -15,7 +15,7 @@ import yaml
 from stages.core.errors import PipelineError
 from stages.datasets import lambada as D, lambada_offline, lambada_official
 from stages.entry import lambada_data as L
-from stages.methods.lm.gptq import sample
+from stages.methods.gptq import sample
 from tests.conftest import ROOT
 from tests.http_server import serve
 

@@ -47,7 +47,7 @@ def test_repo_params_are_valid():
     ("quant.models", ["nope"], "quant.models: 'nope' is not in models"),
     ("eval_lm.k", 0, "eval_lm.k: Input should be greater than or equal to 1"),
     ("compress.x", {"model": "smollm2-135m", "input": "y", "method": "prune"}, "neither a model nor a node"),
-    ("variants.x", {"node": "nope", "runtime": "pytorch"}, "neither a model, a compress node"),
+    ("variants.x", {"node": "nope", "runtime": "pytorch"}, "neither a model nor a compress node"),
     ("models.smollm2-135m.weights.sha256", "abc", "String should match pattern"),
 ])
 def test_bad_params_are_one_line_errors(path, value, message):
@@ -69,7 +69,7 @@ def test_missing_key_is_named():
     ("runtimes.pytorch.backend", {8: "gptq_torch_aten"}, "cannot run 8-bit weights"),
     ("runtimes.pytorch.backend", "gptq_marlin", "runs on ['cuda'], not cpu"),
     ("variants.x", {"node": "gemma3-270m", "runtime": "openvino"}, "does not support Gemma3ForCausalLM"),
-    ("variants.x", {"node": "smollm2-135m-gptq4", "runtime": "llamacpp"}, "cannot build a gptq"),
+    ("variants.x", {"node": "smollm2-135m-prune+rtn4", "runtime": "llamacpp"}, "cannot build a rtn"),
     ("compress.x", {"model": "smollm2-135m", "input": "smollm2-135m-prune+rtn4", "method": "prune"},
      "a quantizer ends a chain"),
     ("quant.methods", ["prune"], "not a quantizer"),

@@ -5,6 +5,7 @@ TPOT median and p90, end-to-end and prefill rates, batch 1, greedy, medians over
 bench_lm.speed_repeats after a warm-up, with energy per token. The variant runs in a fresh
 process, so its peak RSS is its own (load + time). The machine's triad bandwidth is measured
 in the same run, for the bound a decode step cannot beat (bytes of weights read per token).
+A quant sweep folder (int<bits>/ subfolders) is timed width by width: <out>/int<bits>.json.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from stages.core.errors import run_main, timed
-from stages.core.files import dir_size_mb, require_dir, write_json
+from stages.core.files import atomic_path, dir_size_mb, require_dir, write_json
 from stages.datasets.lambada import read_texts
 from stages.meters import bandwidth, energy as E, fresh_process
 from stages.meters.lm_latency import measure
@@ -37,6 +38,24 @@ def timing(folder: str, ids: list[int], cfg: dict, energy: dict) -> dict:
                    E.open_meter(energy))
 
 
+def bench(build: Path, text: str, cfg: dict, energy: dict, bw: float) -> dict:
+    """One artifact timed in a fresh process, with its bandwidth bound."""
+    from stages.runtimes import lm as runtimes
+    from stages.runtimes.lm.base import tokenizer
+
+    record = lm_record.read(build)
+    rt = runtimes.get(record["runtime"])
+    rt.require()
+    ids = tokenizer(build)(text, add_special_tokens=False)["input_ids"]   # before any timer
+    with timed(f"timing {lm_record.name(record)}"):
+        speed = fresh_process.run(timing, str(build), ids, cfg, energy)
+    per_token = rt.weight_bytes_per_token(build)
+    return {"record": record, "threads": cfg["threads"], **speed, "size_mb": round(dir_size_mb(build), 2),
+            "weight_bytes_per_token": per_token, "bandwidth_gb_s": bw,
+            "bandwidth_fraction": bandwidth.fraction(speed["decode_tokens_per_s"], bw, per_token),
+            "machine": machine()}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     for flag in ("--build", "--data", "--out"):
@@ -47,24 +66,16 @@ def main(argv: list[str] | None = None) -> None:
     cfg = p["bench_lm"]
     E.open_meter(p["energy"]).close()   # a bad energy param or a missing counter: before any timing
     require_dir(args.build, "built variant folder")
-    record = lm_record.read(args.build)
-    from stages.runtimes import lm as runtimes
-    from stages.runtimes.lm.base import tokenizer
-
-    rt = runtimes.get(record["runtime"])
-    rt.require()
+    units = lm_record.units(args.build)
     text = "\n\n".join(read_texts(args.data, 0)[:STREAM_TEXTS])
-    ids = tokenizer(args.build)(text, add_special_tokens=False)["input_ids"]   # before any timer
     with timed("measuring memory bandwidth (triad)"):
         bw = bandwidth.triad_gb_s()
-    with timed(f"timing {lm_record.name(record)}"):
-        speed = fresh_process.run(timing, str(args.build), ids, cfg, p["energy"])
-    per_token = rt.weight_bytes_per_token(args.build)
-    write_json(args.out, {
-        "record": record, "threads": cfg["threads"], **speed, "size_mb": round(dir_size_mb(args.build), 2),
-        "weight_bytes_per_token": per_token, "bandwidth_gb_s": bw,
-        "bandwidth_fraction": bandwidth.fraction(speed["decode_tokens_per_s"], bw, per_token),
-        "machine": machine()})
+    if units[0][0] == "":
+        return write_json(args.out, bench(args.build, text, cfg, p["energy"], bw))
+    with atomic_path(args.out) as out:   # a quant sweep: <out>/int<bits>.json each
+        out.mkdir()
+        for name, build in units:
+            write_json(out / f"{name}.json", bench(build, text, cfg, p["energy"], bw))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ model (its tokenizer's own special-token rule: a BOS for Gemma, none for SmolLM2
 perplexity with 95% bootstrap intervals, on the first eval_lm.limit examples, batch 1, through
 the runtime's Session (stages/tasks/scoring.py). Every variant scores the same examples, and the
 per-example hits are kept, so the report compares variants paired. The scoring loop is metered.
+A quant sweep folder (int<bits>/ subfolders) is scored width by width: <out>/int<bits>.json.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from stages.core.errors import run_main, timed
-from stages.core.files import require_dir, write_json
+from stages.core.files import atomic_path, require_dir, write_json
 from stages.core.numerics import pin_cpu_numerics
 from stages.datasets.lambada import read_texts
 from stages.meters import energy as E
@@ -25,6 +26,21 @@ from stages.tasks.scoring import encode, score_session
 PARAMS = ("eval_lm", "bootstrap") + E.PARAMS
 
 
+def evaluate(build: Path, reqs_for, cfg: dict, boot: dict, meter) -> dict:
+    """One artifact's scores, intervals and per-example hits."""
+    from stages.runtimes import lm as runtimes
+
+    record = lm_record.read(build)
+    session = runtimes.get(record["runtime"]).open(build, cfg["threads"], record["knobs"])
+    reqs = reqs_for(build)
+    with timed(f"scoring {lm_record.name(record)} on {len(reqs)} examples"):
+        scores, energy = meter.once(lambda: score_session(session, reqs, cfg["k"]), len(reqs), "example")
+    return {"record": record, **S.aggregate(scores, cfg["k"]),
+            **lambada_intervals(scores, boot["samples"], boot["seed"]),
+            "hits": "".join("1" if s["greedy"] else "0" for s in scores),   # per example, for paired deltas
+            "threads": cfg["threads"], "energy_eval": energy}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     for flag in ("--build", "--data", "--out"):
@@ -34,23 +50,21 @@ def main(argv: list[str] | None = None) -> None:
     p = load_sections(args.params, PARAMS, {"eval_lm": EvalLm, "bootstrap": Bootstrap, "energy": Energy})
     cfg, boot = p["eval_lm"], p["bootstrap"]
     require_dir(args.build, "built variant folder")
-    record = lm_record.read(args.build)
+    units = lm_record.units(args.build)
     texts = read_texts(args.data, cfg["limit"])
     pin_cpu_numerics(cfg["threads"])   # accuracy must not depend on the CPU's kernel paths
-    from stages.runtimes import lm as runtimes
     from stages.runtimes.lm.base import context_length, tokenizer
 
-    rt = runtimes.get(record["runtime"])
-    session = rt.open(args.build, cfg["threads"], record["knobs"])
-    reqs = encode(tokenizer(args.build), texts, context_length(args.build))
+    def reqs_for(build: Path):
+        return encode(tokenizer(build), texts, context_length(build))
+
     meter = E.open_meter(p["energy"])
-    with timed(f"scoring {lm_record.name(record)} on {len(reqs)} examples"):
-        scores, energy = meter.once(lambda: score_session(session, reqs, cfg["k"]), len(reqs), "example")
-    write_json(args.out, {
-        "record": record, **S.aggregate(scores, cfg["k"]),
-        **lambada_intervals(scores, boot["samples"], boot["seed"]),
-        "hits": "".join("1" if s["greedy"] else "0" for s in scores),   # per example, for paired deltas
-        "threads": cfg["threads"], "energy_eval": energy})
+    if units[0][0] == "":
+        return write_json(args.out, evaluate(args.build, reqs_for, cfg, boot, meter))
+    with atomic_path(args.out) as out:   # a quant sweep: <out>/int<bits>.json each
+        out.mkdir()
+        for name, build in units:
+            write_json(out / f"{name}.json", evaluate(build, reqs_for, cfg, boot, meter))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from stages.models import lm_record, lm_source
 from stages.schema.lm_tables import ModelEntry
 from stages.schema.load import load_sections
 
+PARAMS = ("models.${key}",)   # its own entry only
+
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)

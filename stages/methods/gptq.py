@@ -4,6 +4,7 @@ auto-gptq is archived and breaks with transformers 5; GPTQModel is its maintaine
 """
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -50,3 +51,39 @@ def quantize(base: Path, tok, calib: list[dict], bits: int, cfg: dict, seed: int
     tok.save_pretrained(dest)
     del model
     return seconds
+
+
+def check_packable(source: Path, method: str) -> None:
+    """GPTQModel packs a layer's outputs in blocks of 32: a narrower or ragged projection is one
+    line here, before any work, instead of a ValueError after the quantization pass."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from stages.core.errors import PipelineError
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
+    bad = [n for n, m in model.model.layers.named_modules()
+           if isinstance(m, torch.nn.Linear) and m.out_features % 32]
+    if bad:
+        raise PipelineError(f"{method}: GPTQModel packs output widths in multiples of 32; {bad[0]} of "
+                            f"{source} has {model.model.layers.get_submodule(bad[0]).out_features}")
+
+
+def tokenized(source: Path, calibration: list[str], knobs: dict):
+    """(tokenizer, calibration examples): calib_size passages drawn with the seed, cut to their
+    first calib_seq_len tokens (GPTQ's and AWQ's calibration alike)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    texts = sample(calibration, knobs["calib_size"], knobs["seed"])
+    return tok, tokenized_calibration(tok, texts, knobs["calib_seq_len"])
+
+
+def sample(texts: list[str], n: int, seed: int) -> list[str]:
+    """n passages drawn (seeded, in file order) from the calibration set, or one line."""
+    from stages.core.errors import PipelineError
+
+    if n > len(texts):
+        raise PipelineError(f"calib_size={n} exceeds the {len(texts)} calibration passages")
+    return [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), n))]

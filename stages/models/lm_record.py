@@ -22,6 +22,18 @@ def read(folder: Path) -> dict:
         raise PipelineError(f"{path} is not valid JSON ({exc})") from None
 
 
+def units(folder: Path) -> list[tuple[str, Path]]:
+    """[("", folder)] for one artifact, or [("int<bits>", subfolder), ...] for a quant sweep
+    folder (one artifact per width, widest first)."""
+    folder = Path(folder)
+    if (folder / RECORD).is_file():
+        return [("", folder)]
+    subs = sorted((d for d in folder.glob("int*") if (d / RECORD).is_file()), key=lambda d: -int(d.name[3:]))
+    if not subs:
+        raise PipelineError(f"no {RECORD} in {folder} nor in int<bits>/ subfolders: not made by the LM stages")
+    return [(d.name, d) for d in subs]
+
+
 def write(folder: Path, record: dict) -> None:
     (Path(folder) / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 

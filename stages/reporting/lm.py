@@ -73,9 +73,9 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _sibling(ev_path: Path, kind: str, rec: dict) -> dict:
+def _sibling(root: Path, ev_path: Path, kind: str, rec: dict) -> dict:
     """The bench or build file of an eval file's variant, of the same artifact (same record)."""
-    path = ev_path.parent.parent / kind / ev_path.name
+    path = root / kind / ev_path.relative_to(root / "eval")
     if not path.is_file():
         raise PipelineError(f"{ev_path} has no {kind} metrics ({path} not found): run its lm_{kind} stage")
     doc = _read(path, kind)
@@ -85,15 +85,17 @@ def _sibling(ev_path: Path, kind: str, rec: dict) -> dict:
 
 
 def load(root: Path, samples: int, seed: int) -> dict[str, dict]:
-    """Rows per variant (key: the variant's metric file stem), with paired deltas."""
+    """Rows per variant (key: the variant's metric file below metrics/lm/eval, without .json: a
+    `variants` entry's name, or `<model>-<method>-<runtime>/int<bits>` of the quant sweep), with
+    paired deltas."""
     lm = root / "lm"
-    compressed = (_read(p, "compress") for p in sorted((lm / "compress").glob("*.json")))
+    compressed = (_read(p, "compress") for p in sorted((lm / "compress").rglob("*.json")))
     nodes = {canon(d["record"]): d for d in compressed}
     rows = {}
-    for path in sorted((lm / "eval").glob("*.json")):
-        ev, key = _read(path, "eval"), path.stem
+    for path in sorted((lm / "eval").rglob("*.json")):
+        ev, key = _read(path, "eval"), path.relative_to(lm / "eval").with_suffix("").as_posix()
         rec = ev["record"]
-        bench, build = _sibling(path, "bench", rec), _sibling(path, "build", rec)
+        bench, build = _sibling(lm, path, "bench", rec), _sibling(lm, path, "build", rec)
         hits = ev["hits"]
         if not isinstance(hits, str) or set(hits) - {"0", "1"} or len(hits) != ev["num_examples"]:
             raise PipelineError(f"{path}: 'hits' is not one 0/1 character per example ({ev['num_examples']})")

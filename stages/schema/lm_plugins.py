@@ -7,7 +7,7 @@ from stages.core.errors import PipelineError
 from stages.methods import lm as methods
 from stages.runtimes import lm as runtimes
 from stages.runtimes.lm.base import validate_knobs
-from stages.schema.lm_tables import LmTables, chain, model_of, node_knobs, sweep_nodes, variant_knobs
+from stages.schema.lm_tables import LmTables, chain, model_of, node_knobs, variant_knobs
 
 
 def check_plugins(t: LmTables) -> None:
@@ -38,10 +38,9 @@ def check_plugins(t: LmTables) -> None:
     for key, v in t.variants.items():
         rt = runtimes.get(v.runtime)
         validate_knobs(rt.knobs, variant_knobs(t, key), f"variants.{key}")
-        steps, sweep = chain(t, v.node), sweep_nodes(t)
-        last = methods.get(sweep[v.node][1]) if v.node in sweep else \
-            methods.get(t.compress[steps[-1]].method) if steps else None
-        supports(rt, t.models[model_of(t, v.node)].architecture, last, f"variants.{key}")
+        steps = chain(t, v.node)
+        supports(rt, t.models[model_of(t, v.node)].architecture,
+                 methods.get(t.compress[steps[-1]].method) if steps else None, f"variants.{key}")
 
 
 def supports(rt, arch: str, last, who: str) -> None:

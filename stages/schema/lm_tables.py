@@ -7,9 +7,9 @@
   (a model name or another node), so chains are nodes whose input is a node.
 - `variants`: key -> {node, runtime, <knob overrides>}: a node built for a runtime, then scored
   and timed.
-- `quant`: the width sweep, a DVC matrix: every quantizer at every width on every listed model
-  (node `<model>-<method><bits>`), each built for every listed runtime at its defaults
-  (variant `<node>-<runtime>`), so `dvc exp run -S quant.bits=4` sweeps one width.
+- `quant`: the width sweep: every listed quantizer on every listed model at every width of
+  `bits` (one stage per model and method, a folder of `int<bits>/` nodes), each built, scored and
+  timed on every listed runtime at its defaults; `dvc exp run -S quant.bits=4` sweeps one width.
 
 The keys are DVC handles only. A variant's identity is its record (stages/models/lm_record.py:
 model, method chain with each step's knobs, runtime and knobs), written beside its artifact;
@@ -96,9 +96,11 @@ class LmTables(Section):
                 raise ValueError(f"compress.{key}.model: {node.model!r}, but its input chain starts "
                                  f"at {model_of(self, key)!r}")
         for key, v in self.variants.items():
-            if v.node not in self.models and v.node not in self.compress and v.node not in sweep:
-                raise ValueError(f"variants.{key}.node: {v.node!r} is neither a model, a compress "
-                                 f"node nor a quant sweep node")
+            if v.node in sweep:
+                raise ValueError(f"variants.{key}.node: {v.node!r} is a quant sweep width; its runtimes "
+                                 f"are quant.runtimes (or make it a compress node)")
+            if v.node not in self.models and v.node not in self.compress:
+                raise ValueError(f"variants.{key}.node: {v.node!r} is neither a model nor a compress node")
         return self
 
 

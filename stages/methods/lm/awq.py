@@ -10,7 +10,7 @@ from pydantic import Field
 
 from stages.methods import awq as A
 from stages.methods.lm.base import LmMethod
-from stages.methods.lm.gptq import tokenized
+from stages.methods.gptq import tokenized
 from stages.runtimes.lm.base import Knobs
 
 

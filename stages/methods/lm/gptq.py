@@ -3,13 +3,13 @@
 passages of `calib_seq_len` tokens."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from stages.methods import gptq as G
+from stages.methods.gptq import check_packable, tokenized
 from stages.methods.lm.base import LmMethod
 from stages.runtimes.lm.base import Knobs
 
@@ -40,42 +40,6 @@ class Gptq(LmMethod):
         tok, calib = tokenized(source, calibration, knobs)
         seconds = G.quantize(source, tok, calib, knobs["bits"], knobs, knobs["seed"], out)
         return {"bits": knobs["bits"], "seconds": seconds, "calib_passages": len(calib)}
-
-
-def check_packable(source: Path, method: str) -> None:
-    """GPTQModel packs a layer's outputs in blocks of 32: a narrower or ragged projection is one
-    line here, before any work, instead of a ValueError after the quantization pass."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from stages.core.errors import PipelineError
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
-    bad = [n for n, m in model.model.layers.named_modules()
-           if isinstance(m, torch.nn.Linear) and m.out_features % 32]
-    if bad:
-        raise PipelineError(f"{method}: GPTQModel packs output widths in multiples of 32; {bad[0]} of "
-                            f"{source} has {model.model.layers.get_submodule(bad[0]).out_features}")
-
-
-def tokenized(source: Path, calibration: list[str], knobs: dict):
-    """(tokenizer, calibration examples): calib_size passages drawn with the seed, cut to their
-    first calib_seq_len tokens (GPTQ's and AWQ's calibration alike)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(source)
-    texts = sample(calibration, knobs["calib_size"], knobs["seed"])
-    return tok, G.tokenized_calibration(tok, texts, knobs["calib_seq_len"])
-
-
-def sample(texts: list[str], n: int, seed: int) -> list[str]:
-    """n passages drawn (seeded, in file order) from the calibration set, or one line."""
-    from stages.core.errors import PipelineError
-
-    if n > len(texts):
-        raise PipelineError(f"calib_size={n} exceeds the {len(texts)} calibration passages")
-    return [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), n))]
 
 
 METHOD = Gptq()

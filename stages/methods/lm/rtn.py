@@ -9,7 +9,7 @@ from pydantic import Field
 
 from stages.methods import rtn as R
 from stages.methods.lm.base import LmMethod
-from stages.methods.lm.gptq import check_packable
+from stages.methods.gptq import check_packable
 from stages.runtimes.lm.base import Knobs
 
 
