@@ -100,6 +100,7 @@ def repo(tmp_path_factory, tiny_hf) -> Path:
     r = copy_tree(tmp_path_factory.mktemp("clone_a"), tiny_hf)
     out = dvc(r, "dvc repro")
     assert "Running stage 'aggregate'" in out
+    commit(r, "results")   # as a user commits a run before experimenting on it
     return r
 
 
