@@ -46,7 +46,7 @@ def quantize(base: Path, tok, calib: list[dict], bits: int, cfg: dict, seed: int
         qc["dataset"] = None
     else:
         qc.dataset = None
-    model.config.name_or_path = f"SmolLM2-135M-Instruct-GPTQ-int{bits}"  # no local paths saved
+    model.config.name_or_path = f"{Path(base).name}-gptq-int{bits}"  # no local paths saved
     model.save_pretrained(dest)
     tok.save_pretrained(dest)
     del model
