@@ -13,9 +13,11 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path, write_json
 from stages.datasets.coco import check_disjoint, source_module
-from stages.schema import params as P
+from stages.schema.detector import Seed, Coco, Detector
+from stages.schema.load import load_sections
 
 PARAMS = ("seed", "coco", "detector.calib_size")
+SCHEMAS = {"seed": Seed, "coco": Coco, "detector": Detector}  # validated here (check_params: the whole file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    p = P.load(args.params, PARAMS)
+    p = load_sections(args.params, PARAMS, SCHEMAS)
     source, seed = p["coco"]["source"], p["seed"]
     with atomic_path(args.out) as tmp:
         tmp.mkdir()

@@ -15,11 +15,14 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import read_json, write_json
 from stages.datasets.coco import read_manifest
-from stages.schema import params as P
+from stages.schema.common import Bootstrap
+from stages.schema.detector import Detector
+from stages.schema.load import load_sections
 from stages.tasks import coco_detection as C
 
 PARAMS = ("bootstrap", "detector.precisions", "detector.runtimes")
 REFERENCE = "float32"
+SCHEMAS = {"bootstrap": Bootstrap, "detector": Detector}  # validated here (check_params: the whole file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    p = P.load(args.params, PARAMS)
+    p = load_sections(args.params, PARAMS, SCHEMAS)
     variants = p["detector"]["precisions"] + p["detector"]["runtimes"]
     boot, files = p["bootstrap"], {v: args.detections / f"{v}.json" for v in variants}
     data = read_manifest(args.data, "evaluation manifest")

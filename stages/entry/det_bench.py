@@ -19,9 +19,13 @@ from stages.core.errors import log, run_main, timed
 from stages.meters import energy as E
 from stages.meters.machine import record
 from stages.runtimes.detect_images import detect_all, open_detector, prepare
-from stages.schema import metrics as M, params as P
+from stages.schema import metrics as M
+from stages.schema.common import Energy
+from stages.schema.detector import BenchDet
+from stages.schema.load import load_sections
 
 PARAMS = ("bench_det",) + E.PARAMS
+SCHEMAS = {"bench_det": BenchDet, "energy": Energy}  # validated here (check_params: the whole file)
 
 
 def size_mb(model: Path) -> float:
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.add_argument(flag, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    p = P.load(args.params, PARAMS)
+    p = load_sections(args.params, PARAMS, SCHEMAS)
     cfg, meter = p["bench_det"], E.open_meter(p["energy"])  # every detector runtime runs on the CPU
     runtime, precision, det, gt, paths = open_detector(args.variant, args.model, args.data, cfg["threads"])
     x = prepare(paths[0])

@@ -15,9 +15,13 @@ from stages.core.files import atomic_path, require_file
 from stages.datasets.coco import image_paths, read_manifest
 from stages.meters import energy as E
 from stages.methods.litert_ptq import CALIBRATED, PRECISIONS, convert_to
-from stages.schema import metrics as M, params as P
+from stages.schema import metrics as M
+from stages.schema.common import Energy
+from stages.schema.detector import Detector
+from stages.schema.load import load_sections
 
 PARAMS = ("detector.score_threshold", "detector.iou_threshold", "detector.max_detections") + E.PARAMS
+SCHEMAS = {"detector": Detector, "energy": Energy}  # validated here (check_params: the whole file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.precision not in PRECISIONS:
         raise PipelineError(f"unknown precision {args.precision!r}; expected one of {PRECISIONS}")
-    p = P.load(args.params, PARAMS)
+    p = load_sections(args.params, PARAMS, SCHEMAS)
     nms, meter = p["detector"], E.open_meter(p["energy"])
     base = Path(args.base)
     for name in ("raw_graph.pb", "anchors.npy"):

@@ -15,11 +15,15 @@ from stages.core.files import atomic_path, require_file
 from stages.datasets.coco import image_paths, read_manifest
 from stages.meters import energy as E
 from stages.runtimes.network_only import ANCHORS, POSTPROCESS, require
-from stages.schema import metrics as M, params as P
+from stages.schema import metrics as M
+from stages.schema.common import Energy
+from stages.schema.detector import Detector
+from stages.schema.load import load_sections
 from stages.schema.variants import packages, split_variant
 
 PARAMS = ("detector.score_threshold", "detector.iou_threshold", "detector.max_detections",
           "detector.ptq") + E.PARAMS
+SCHEMAS = {"detector": Detector, "energy": Energy}  # validated here (check_params: the whole file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(str(exc)) from None
     if runtime == "litert":
         raise PipelineError(f"{args.variant!r} is a LiteRT precision: built by det_convert")
-    p = P.load(args.params, PARAMS)
+    p = load_sections(args.params, PARAMS, SCHEMAS)
     det, meter = p["detector"], E.open_meter(p["energy"])
     nms = {k: det[k] for k in ("score_threshold", "iou_threshold", "max_detections")}
     onnx_file = require_file(args.onnx, "ONNX network (run det_onnx)")

@@ -14,11 +14,14 @@ import os
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.runtimes.detect_images import detect_all, open_detector
-from stages.schema import metrics as M, params as P
+from stages.schema import metrics as M
+from stages.schema.common import Bootstrap
+from stages.schema.load import load_sections
 from stages.tasks import coco_detection as C
 
 PARAMS = ("bootstrap",)
 THREADS = len(os.sched_getaffinity(0))  # detections do not depend on it (tests check 1, 2, 3)
+SCHEMAS = {"bootstrap": Bootstrap}  # validated here (check_params: the whole file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.add_argument(flag, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    boot = P.load(args.params, PARAMS)["bootstrap"]
+    boot = load_sections(args.params, PARAMS, SCHEMAS)["bootstrap"]
     runtime, precision, det, gt, paths = open_detector(args.variant, args.model, args.data, THREADS)
     with timed(f"detect {len(paths)} images"):
         results, _ = detect_all(det, gt["images"], paths)

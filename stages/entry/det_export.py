@@ -20,9 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.models import ssd_graph as G, ssd_mobilenet_v2 as ssd
-from stages.schema import params as P
+from stages.schema.detector import Detector
+from stages.schema.load import load_sections
 
 PARAMS = ("detector.source",)
+SCHEMAS = {"detector": Detector}  # validated here (check_params: the whole file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    source = P.load(args.params, PARAMS)["detector"]["source"]
+    source = load_sections(args.params, PARAMS, SCHEMAS)["detector"]["source"]
     with timed(f"locate and verify the frozen graph ({source})"):
         graph = G.graph_path(source)
     import tensorflow as tf
