@@ -102,7 +102,9 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert stems == {p.stem for p in (workdir / "plots" / "png").iterdir()} == DET_STEMS | LM_STEMS
     report = (workdir / "plots" / "report.md").read_text()
     assert all(f"(png/{s}.png)" in report for s in stems)
-    assert "### gemma3-270m" in report and "### smollm2-135m\n\n| variant |" in report   # one table per model
+    assert "### gemma3-270m" in report and "### smollm2-135m\n\nBase: " in report   # one table per model
+    grid = report[report.index("### What ran, per model"):]
+    assert "| runtime `openvino` | 1 run |" in grid and "| method `awq` | not run: " in grid
     assert "| prune+gptq-int4 · pytorch | 4 | 113 | 30.0 [" in report
     assert "- `openvino`: int8 ÷ float32 invoke latency = **0.50**" in report
     assert "- `litert`: int8 ÷ float32 invoke latency = **0.62**" in report

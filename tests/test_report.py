@@ -44,7 +44,7 @@ def lm_rows(tmp_path) -> dict[str, dict]:
 @pytest.fixture
 def offline_report(tmp_path) -> str:
     det, lms = rows(tmp_path, ground_truth=False)
-    return report.render(det, lm_section(lms), used(), MACHINE, FIGS)
+    return report.render(det, lm_section(lms, PARAMS["models"], tmp_path / "metrics"), used(), MACHINE, FIGS)
 
 
 def table_rows(text: str, first_cell: str) -> list[str]:
@@ -60,10 +60,12 @@ def test_every_variant_and_metric_is_in_the_report(offline_report, lm_rows):
     assert len(table_rows(offline_report, "`int8`")) == 4
     lm_part = offline_report.split("## Language models")[1].split("\n## ")[0]
     per_model = dict(part.split("\n", 1) for part in lm_part.split("### ")[1:])
+    assert per_model.pop("What ran, per model").count("| runtime `") == 4   # the coverage grid
     assert sorted(per_model) == ["gemma3-270m", "smollm2-135m"]   # one table per model
     for model, text in per_model.items():   # every variant once, in its own model's table only
-        shown = [line.split(" | ")[0][2:] for line in text.splitlines()[3:] if line.startswith("| ")]
-        assert text.splitlines()[1].startswith("| variant | bits |")
+        assert text.splitlines()[1].startswith("Base: ")
+        shown = [line.split(" | ")[0][2:] for line in text.splitlines()[5:] if line.startswith("| ")]
+        assert text.splitlines()[3].startswith("| variant | bits |")
         assert sorted(shown) == sorted(r["variant"] for r in lm_rows.values() if r["model"] == model)
 
 
@@ -107,7 +109,7 @@ def test_official_sources_have_no_caveats(tmp_path):
     det, lms = rows(tmp_path, ground_truth=True)
     for r in det.values():
         r["num_images"] = 5000
-    text = report.render(det, lm_section(lms), used("official", "official", HUB), MACHINE, FIGS)
+    text = report.render(det, lm_section(lms, HUB, tmp_path / "metrics"), used("official", "official", HUB), MACHINE, FIGS)
     assert "## Caveats" not in text
     assert "`models.smollm2-135m`: **hub**" in text
 
@@ -166,7 +168,7 @@ def test_energy_section_names_the_method_and_says_what_estimate_means(offline_re
 def test_mixed_methods_are_called_out(tmp_path):
     det, lms = rows(tmp_path, ground_truth=False)
     det["int8"]["energy_methods"] = ["rapl"]
-    text = report.render(det, lm_section(lms), used(), MACHINE, FIGS)
+    text = report.render(det, lm_section(lms, PARAMS["models"], tmp_path / "metrics"), used(), MACHINE, FIGS)
     assert "**mixed methods**" in text and "different methods" in text
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import energy_figures, export, figures, lm, lm_figures, report
+from stages.reporting import energy_figures, export, figures, lm, lm_coverage, lm_figures, report
 from stages.reporting.metric_files import detector_variants, load_detector
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
@@ -31,7 +31,7 @@ def used_params(p: dict) -> dict:
             "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid}
 
 
-def lm_section(rows: dict[str, dict]) -> list[str]:
+def lm_section(rows: dict[str, dict], models: dict[str, dict], metrics: Path) -> list[str]:
     """The report's LM part: one table per model (its variants paired with its reference)."""
     out = ["## Language models (every runtime and method, paired on the same examples)", "",
            "Δacc is each variant's accuracy minus its model's reference (the base on PyTorch fp32), "
@@ -44,8 +44,11 @@ def lm_section(rows: dict[str, dict]) -> list[str]:
                 + ("; `estimate` is CPU time × W per core, not a measurement" if "estimate" in methods else "")
                 + ").", ""]
     for model in sorted({r["model"] for r in rows.values()}):
-        out += [f"### {model}", ""] + lm.table(rows, model) + [""]
-    return out
+        out += [f"### {model}", "", f"Base: {lm_coverage.base_of(metrics, model)}.", ""]
+        out += lm.table(rows, model) + [""]
+    return out + ["### What ran, per model", "", "Counts are scored variants; an empty cell says why."
+                  " Unsupported cells are refused by check_params before any stage runs.", ""] \
+        + lm_coverage.table(rows, models) + [""]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     with timed("building figures"):
         items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows)
         browser = export.find_browser()
-    text = report.render(det, lm_section(rows), used, machine_lines(det_machine),
+    text = report.render(det, lm_section(rows, used["models"], args.metrics), used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
     det_summary = summarize(det)
     summary = {"detector": det_summary["detector"], "lm": lm.summary(rows),
