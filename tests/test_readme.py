@@ -29,6 +29,28 @@ def test_readme_results_block_matches_the_committed_summary():
         "README results differ from metrics/summary.json: run python -m stages.entry.readme"
 
 
+def test_readme_quickstart_times_are_the_committed_measurements():
+    from stages.entry.readme import stage_names
+    from stages.reporting.readme import QUICK_END, QUICK_START, render_quickstart
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(QUICK_START):readme.index(QUICK_END) + len(QUICK_END)]
+    run_time = json.loads((ROOT / "metrics" / "run_time.json").read_text())
+    assert block == render_quickstart(run_time, stage_names()), \
+        "README quick start differs from metrics/run_time.json: run python -m stages.entry.readme"
+
+
+def test_quickstart_refuses_a_stage_without_a_measured_time():
+    from stages.reporting.readme import render_quickstart
+
+    times = {"stages": {"a": {"seconds": 3000, "cpu": "X", "cores": 2},
+                        "b": {"seconds": 1800, "cpu": "X", "cores": 2}}, "tests": {"seconds": 600}}
+    text = render_quickstart(times, ["a", "b"])
+    assert "offline default: 1 h 20 min" in text and "the tests: 10 min" in text and "X, 2 cores" in text
+    with pytest.raises(ValueError, match="no time for 1 stages"):
+        render_quickstart(times, ["a", "b", "c"])
+
+
 def test_render_shows_intervals_one_table_per_model_and_replace_keeps_the_rest(tmp_path):
     rows = lm.load(write_lm(tmp_path), 1000, 0)
     summary = {"detector": {"int8": {"agreement_mAP": 0.9, "agreement_mAP_ci95": [0.85, 0.95],

@@ -9,8 +9,16 @@ from pathlib import Path
 from stages.core.errors import PipelineError, run_main
 from stages.core.files import read_json
 from stages.reporting import gpu
-from stages.reporting.readme import GPU_END, GPU_START, render, render_gpu, replace_block
+from stages.reporting.readme import (GPU_END, GPU_START, QUICK_END, QUICK_START, render, render_gpu,
+                                     render_quickstart, replace_block)
 from stages.schema import params as P
+
+
+def stage_names() -> list[str]:
+    """Every stage of dvc.yaml as DVC resolves it (foreach and matrix items by name)."""
+    from dvc.repo import Repo
+
+    return sorted(st.addressing for st in Repo(".").index.stages)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--gpu", default="metrics/gpu", type=Path)
     ap.add_argument("--gpu-doc", default="docs/gpu.md", type=Path, help="the page holding the GPU block")
+    ap.add_argument("--run-time", default="metrics/run_time.json", type=Path)
     args = ap.parse_args(argv)
     k = P.load(args.params, ("eval_lm.k",))["eval_lm"]["k"]
     summary = read_json(args.summary, "summary")
@@ -28,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
                             "run the aggregate stage first")
     block = render(summary, k)
     text = replace_block(args.readme.read_text(), block)
+    if args.run_time.is_file():
+        quick = render_quickstart(read_json(args.run_time, "run times"), stage_names())
+        text = replace_block(text, quick, QUICK_START, QUICK_END)
     gpu_text = replace_block(args.gpu_doc.read_text(), render_gpu(gpu.load(args.gpu)), GPU_START, GPU_END)
     args.readme.write_text(text)   # both rendered before either is written
     args.gpu_doc.write_text(gpu_text)

@@ -7,6 +7,7 @@ from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
 
 START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
+QUICK_START, QUICK_END = "<!-- quickstart:start (python -m stages.entry.readme) -->", "<!-- quickstart:end -->"
 GPU_START, GPU_END = "<!-- gpu:start (python -m stages.entry.readme) -->", "<!-- gpu:end -->"
 DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
 
@@ -30,6 +31,32 @@ def render(summary: dict, k: int) -> str:
                   f"on PyTorch fp32, the same examples; timed on {mine[0]['cpu']}):", ""]
         lines += lm.readme_table(summary["lm"], model)
     return "\n".join(lines + ["", END])
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def render_quickstart(run_time: dict, stages: list[str]) -> str:
+    """The three commands, with the run and test times measured (stages/entry/timed_repro.py)."""
+    timed = {s: run_time["stages"][s] for s in stages if s in run_time["stages"]}
+    if len(timed) < len(stages):
+        missing = sorted(set(stages) - set(timed))
+        raise ValueError(f"metrics/run_time.json has no time for {len(missing)} stages ({missing[0]}, ...): "
+                         "run them through python -m stages.entry.timed_repro")
+    cpus = sorted({f"{t['cpu']}, {t['cores']} cores" for t in timed.values()})
+    tests = run_time.get("tests")
+    run = _duration(sum(t["seconds"] for t in timed.values()))
+    lines = [QUICK_START, "", "```bash",
+             "bash setup.sh                                  # 1. set up (.venv, pinned wheels)",
+             f"source .venv/bin/activate && dvc repro         # 2. the whole pipeline, offline default: {run}",
+             "source .venv/bin/activate && python -m pytest  # 3. the tests"
+             + (f": {_duration(tests['seconds'])}" if tests else ""), "```", "",
+             f"Times measured on {' and '.join(cpus)}: the run is the sum of its {len(timed)} stages' wall "
+             "times (metrics/run_time.json, written by `python -m stages.entry.timed_repro`, which wraps "
+             "`dvc repro`); a second `dvc repro` does nothing."]
+    return "\n".join(lines + ["", QUICK_END])
 
 
 def render_gpu(gpu: dict) -> str:
