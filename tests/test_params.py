@@ -73,6 +73,11 @@ def test_missing_key_is_named():
     ("compress.x", {"model": "smollm2-135m", "input": "smollm2-135m-prune+rtn4", "method": "prune"},
      "a quantizer ends a chain"),
     ("quant.methods", ["prune"], "not a quantizer"),
+    pytest.param("methods.gptq.device", "cuda", "no CUDA device", marks=pytest.mark.skipif(
+        __import__("torch").cuda.is_available(), reason="this machine has CUDA")),
+    pytest.param("compress.x", {"model": "smollm2-135m", "input": "smollm2-135m", "method": "distill",
+                                "device": "cuda"}, "compress.x.device: cuda", marks=pytest.mark.skipif(
+        __import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_plugin_checks_are_one_line_errors_before_any_stage(path, value, message):
     with pytest.raises(PipelineError) as err:

@@ -13,13 +13,13 @@ from stages.schema.lm_tables import LmTables, chain, model_of, node_knobs, varia
 def check_plugins(t: LmTables) -> None:
     """Every method and runtime registered, every knob known and in range, every architecture
     supported: one line per problem, before any stage runs (plugins imported here only)."""
-    for name, knobs in t.methods.items():
-        validate_knobs(methods.get(name).knobs, knobs, f"methods.{name}")
     for name, knobs in t.runtimes.items():
         validate_knobs(runtimes.get(name).knobs, knobs, f"runtimes.{name}")
+    for name, knobs in t.methods.items():
+        needs_cuda(validate_knobs(methods.get(name).knobs, knobs, f"methods.{name}"), f"methods.{name}")
     for key in t.compress:
         method = methods.get(t.compress[key].method)
-        validate_knobs(method.knobs, node_knobs(t, key), f"compress.{key}")
+        needs_cuda(validate_knobs(method.knobs, node_knobs(t, key), f"compress.{key}"), f"compress.{key}")
         quantized = [n for n in chain(t, key)[:-1] if methods.get(t.compress[n].method).quantizes]
         if quantized:
             raise PipelineError(f"compress.{key}: its input chain is quantized by {quantized[-1]!r}; "
@@ -41,6 +41,16 @@ def check_plugins(t: LmTables) -> None:
         steps = chain(t, v.node)
         supports(rt, t.models[model_of(t, v.node)].architecture,
                  methods.get(t.compress[steps[-1]].method) if steps else None, f"variants.{key}")
+
+
+def needs_cuda(knobs: dict, who: str) -> None:
+    """One line where a method is set to run on CUDA and this machine has no CUDA device."""
+    if knobs.get("device") == "cuda":
+        import torch   # only then: check_params stays light
+
+        if not torch.cuda.is_available():
+            raise PipelineError(f"{who}.device: cuda, but this machine has no CUDA device "
+                                "(set device: cpu, or run on a GPU machine)")
 
 
 def supports(rt, arch: str, last, who: str) -> None:
