@@ -560,7 +560,7 @@ def test_empty_eval_file_is_a_clear_error(tmp_path, no_model_loads, stage):
 @pytest.mark.parametrize("stage", [lm_eval, lm_bench], ids=["lm_eval", "lm_bench"])
 def test_a_folder_without_a_record_is_one_line(tmp_path, no_model_loads, stage):
     (tmp_path / "plain").mkdir()
-    with pytest.raises(PipelineError, match="no record.json in .*plain: not a model folder made by the LM stages"):
+    with pytest.raises(PipelineError, match=r"no record.json in .*plain nor in int<bits>/ subfolders: not made by the LM stages"):
         stage.main(["--build", str(tmp_path / "plain"), "--data", str(write_jsonl(tmp_path / "e.jsonl", TEXTS)),
                     "--out", str(tmp_path / "m.json"), "--params", str(write_params(tmp_path))])
 
