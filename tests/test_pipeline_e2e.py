@@ -30,7 +30,7 @@ TINY = {  # every stage runs, each in seconds on 2 cores
 }
 LM = {
     "models": {"tiny": {"architecture": "LlamaForCausalLM", "weights": {"source": "local", "path": "tiny-lm"}}},
-    "quant": {"models": ["tiny"], "methods": ["gptq", "rtn"], "bits": [8], "runtimes": ["pytorch", "ort_genai"]},
+    "quant": {"models": ["tiny"], "methods": ["gptq"], "bits": [8], "runtimes": ["pytorch", "ort_genai"]},
     "methods": {"gptq": {"calib_size": 4, "calib_seq_len": 16}, "rtn": {"group_size": 32},
                 "prune": {"sparsity": 0.5}, "distill": {"steps": 2, "batch_size": 2, "seq_len": 16}},
     "compress": {"tiny-prune": {"model": "tiny", "input": "tiny", "method": "prune"},
@@ -106,7 +106,7 @@ def repo(tmp_path_factory, tiny_hf) -> Path:
 
 def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
-    assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "rtn-int8 · ort_genai", "base · ort_genai int4",
+    assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "gptq-int8 · ort_genai", "base · ort_genai int4",
                                                    "prune+distill · pytorch fp32", "base · llamacpp q8_0"}
     assert all(r["acc_ci95"] and r["model"] == "tiny" for r in lm.values())
     assert "Data and pipelines are up to date." in dvc(repo, "dvc repro")
@@ -166,8 +166,7 @@ def test_a_runtime_knob_or_plugin_reruns_only_that_runtimes_stages(repo):
     finally:
         (repo / "params.yaml").write_text(good)
     # eval/bench follow their build once it has re-run; status names the stages whose own inputs moved
-    assert changed == {"lm_build@tiny-ort-int4", "lm_sweep_build@tiny-gptq-ort_genai",
-                       "lm_sweep_build@tiny-rtn-ort_genai"}
+    assert changed == {"lm_build@tiny-ort-int4", "lm_sweep_build@tiny-gptq-ort_genai"}
     plugin = repo / "stages" / "runtimes" / "lm" / "llamacpp.py"
     text = plugin.read_text()
     plugin.write_text(text + "\n# an edit of the llama.cpp plugin\n")
@@ -180,8 +179,8 @@ def test_a_runtime_knob_or_plugin_reruns_only_that_runtimes_stages(repo):
 
 def test_exp_run_reruns_only_the_new_width_and_metrics_diff(repo):
     out = dvc(repo, "dvc exp run -S quant.bits=4")
-    assert ran(out) - {"check_params", "aggregate"} == {f"lm_quant@tiny-{m}" for m in ("gptq", "rtn")} | {
-        f"lm_sweep_{s}@tiny-{m}-{rt}" for m in ("gptq", "rtn") for s in ("build", "eval", "bench")
+    assert ran(out) - {"check_params", "aggregate"} == {"lm_quant@tiny-gptq"} | {
+        f"lm_sweep_{s}@tiny-gptq-{rt}" for s in ("build", "eval", "bench")
         for rt in ("pytorch", "ort_genai")}   # the sweep's stages, each now at 4 bits only
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
     assert "tiny-gptq-pytorch/int4" in lm and "tiny-gptq-pytorch/int8" not in lm
