@@ -41,10 +41,10 @@ def _duration(seconds: float) -> str:
 def render_quickstart(run_time: dict, stages: list[str]) -> str:
     """The three commands, with the run and test times measured (stages/entry/timed_repro.py)."""
     timed = {s: run_time["stages"][s] for s in stages if s in run_time["stages"]}
-    if len(timed) < len(stages):
-        missing = sorted(set(stages) - set(timed))
-        raise ValueError(f"metrics/run_time.json has no time for {len(missing)} stages ({missing[0]}, ...): "
+    if not timed:
+        raise ValueError("metrics/run_time.json times none of dvc.yaml's stages: "
                          "run them through python -m stages.entry.timed_repro")
+    untimed = len(stages) - len(timed)
     cpus = sorted({f"{t['cpu']}, {t['cores']} cores" for t in timed.values()})
     tests = run_time.get("tests")
     run = _duration(sum(t["seconds"] for t in timed.values()))
@@ -53,9 +53,10 @@ def render_quickstart(run_time: dict, stages: list[str]) -> str:
              f"source .venv/bin/activate && dvc repro         # 2. the whole pipeline, offline default: {run}",
              "source .venv/bin/activate && python -m pytest  # 3. the tests"
              + (f": {_duration(tests['seconds'])}" if tests else ""), "```", "",
-             f"Times measured on {' and '.join(cpus)}: the run is the sum of its {len(timed)} stages' wall "
+             f"Times measured on {' and '.join(cpus)}: the run is the sum of {len(timed)} stages' wall "
              "times (metrics/run_time.json, written by `python -m stages.entry.timed_repro`, which wraps "
-             "`dvc repro`); a second `dvc repro` does nothing."]
+             "`dvc repro`)" + (f"; {untimed} of the {len(stages)} stages ran before times were recorded "
+                               "and are not in it" if untimed else "") + ". A second `dvc repro` does nothing."]
     return "\n".join(lines + ["", QUICK_END])
 
 
