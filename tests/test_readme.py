@@ -96,7 +96,8 @@ def test_readme_entry_writes_both_blocks_and_refuses_an_old_summary(tmp_path):
     (tmp_path / "README.md").write_text(f"intro\n{START}\nold\n{END}\noutro\n")
     (tmp_path / "gpu.md").write_text(f"gpu intro\n{GPU_START}\nstale\n{GPU_END}\n")
     args = ["--readme", str(tmp_path / "README.md"), "--summary", str(tmp_path / "summary.json"),
-            "--params", str(ROOT / "params.yaml"), "--gpu-doc", str(tmp_path / "gpu.md")]
+            "--params", str(ROOT / "params.yaml"), "--gpu-doc", str(tmp_path / "gpu.md"),
+            "--run-time", str(tmp_path / "no_run_time.json")]   # none: the quick start is left as it is
     entry.main(args)
     k = yaml.safe_load((ROOT / "params.yaml").read_text())["eval_lm"]["k"]
     assert (tmp_path / "README.md").read_text() == f"intro\n{render(summary, k)}\noutro\n"
