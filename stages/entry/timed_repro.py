@@ -28,6 +28,12 @@ CLOCK = re.compile(r"^(\d\d:\d\d:\d\d) ")
 PYTEST = re.compile(r"^=* ?(\d+ passed[^\n]*?) in ([\d.]+)s", re.M)
 
 
+def host() -> dict:
+    """The CPU and usable cores a time was measured on."""
+    machine = record()
+    return {"cpu": machine.get("cpu"), "cores": machine.get("usable_cores")}
+
+
 def run(args: list[str], times: dict[str, float]) -> None:
     """Run `dvc repro args`, echo it, fill {stage: wall seconds} as each stage finishes."""
     stage, t0 = None, 0.0
@@ -74,17 +80,13 @@ def main(argv: list[str] | None = None) -> None:
         m = PYTEST.search(args.log.read_text())
         if not m:
             raise PipelineError(f"{args.log}: no pytest summary line ('N passed in S s')")
-        machine = record()
-        doc["tests"] = {"seconds": float(m.group(2)), "summary": m.group(1), "cpu": machine.get("cpu"),
-                        "cores": machine.get("usable_cores")}
+        doc["tests"] = {"seconds": float(m.group(2)), "summary": m.group(1), **host()}
         write_json(args.out, doc)
         return
     if args.pytest:
         t0 = time.monotonic()
         code = subprocess.call([sys.executable, "-m", "pytest", *rest])
-        machine = record()
-        doc["tests"] = {"seconds": round(time.monotonic() - t0, 1), "exit_code": code,
-                        "cpu": machine.get("cpu"), "cores": machine.get("usable_cores")}
+        doc["tests"] = {"seconds": round(time.monotonic() - t0, 1), "exit_code": code, **host()}
         write_json(args.out, doc)
         raise SystemExit(code)
     method = "log clock, first to last line" if args.log else "wall clock around the stage"
@@ -94,9 +96,8 @@ def main(argv: list[str] | None = None) -> None:
             run(rest, times)
     finally:
         if times:
-            machine = record()
-            doc["stages"].update({s: {"seconds": t, "method": method, "cpu": machine.get("cpu"),
-                                      "cores": machine.get("usable_cores")} for s, t in times.items()})
+            where = host()
+            doc["stages"].update({s: {"seconds": t, "method": method, **where} for s, t in times.items()})
             doc["stages"] = dict(sorted(doc["stages"].items()))
             write_json(args.out, doc)
 

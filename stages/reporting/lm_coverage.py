@@ -8,6 +8,7 @@ from pathlib import Path
 from stages.core.files import read_json
 from stages.methods import lm as methods
 from stages.runtimes import lm as runtimes
+from stages.schema.lm_plugins import unsupported
 
 
 def base_of(root: Path, model: str) -> str:
@@ -26,11 +27,9 @@ def _runtime_cell(rows: list[dict], name: str, arch: str) -> str:
     mine = [r for r in rows if r["runtime"] == name]
     if mine:
         return f"{len(mine)} run"
-    plugin = runtimes.get(name)
-    if arch in plugin.unsupported:
-        return f"unsupported: {plugin.unsupported[arch]}"
-    if plugin.architectures is not None and arch not in plugin.architectures:
-        return f"unsupported: {arch} is not among the architectures it builds"
+    why = unsupported(runtimes.get(name), arch)   # the reason check_params refuses the cell with
+    if why:
+        return f"unsupported: {why}"
     return "not run: not in this run's `variants` or `quant.runtimes`"
 
 

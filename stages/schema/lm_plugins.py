@@ -53,10 +53,15 @@ def needs_cuda(knobs: dict, who: str) -> None:
                                 "(set device: cpu, or run on a GPU machine)")
 
 
+def unsupported(rt, arch: str) -> str | None:
+    """Why runtime `rt` cannot build `arch` (its declared reason, or the architectures it can), else None."""
+    return rt.unsupported.get(arch) or (None if rt.architectures is None or arch in rt.architectures
+                                        else f"supported: {', '.join(sorted(rt.architectures))}")
+
+
 def supports(rt, arch: str, last, who: str) -> None:
     """One line where runtime `rt` cannot build a node of `arch` whose last method is `last`."""
-    why = rt.unsupported.get(arch) or (None if rt.architectures is None or arch in rt.architectures
-                                      else f"supported: {', '.join(sorted(rt.architectures))}")
+    why = unsupported(rt, arch)
     if why:
         raise PipelineError(f"{who}: the {rt.name} runtime does not support {arch}: {why}")
     if last is not None and last.quantizes and last.format not in rt.quantized_sources:
