@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stages.core.device import require_device
 from stages.core.errors import PipelineError, run_main, timed
 from stages.core.files import atomic_path, dir_size_mb, require_dir, write_json
 from stages.core.numerics import pin_cpu_numerics
@@ -80,8 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     require_dir(args.input, "input model folder"), require_dir(args.teacher, "teacher (base) folder")
     lm_record.read(args.input)
     pin_cpu_numerics(all_knobs[0].get("threads", 2))   # the weights this writes are results: fixed kernel paths
+    who = f"methods.{args.method}" if args.sweep or args.bits else f"compress.{args.node}"
     for knobs in all_knobs:
-        method.check(args.input, knobs)                 # before any work: architecture, packing, chain
+        require_device(knobs.get("device", "cpu"), who)   # before any work: the device,
+        method.check(args.input, knobs)                 # the architecture, packing, chain
     calib = [r["text"] for r in read_jsonl(args.calib, "calibration file")] if method.needs_calibration \
         or method.needs_teacher else None
     meter = E.open_meter(energy, all_knobs[0].get("device", "cpu"))

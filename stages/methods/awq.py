@@ -50,7 +50,7 @@ def check(base: Path, group_size: int) -> None:
     for name, width in widths.items():
         if width % OC_BATCH or (group_size > 0 and width % group_size):
             raise PipelineError(f"AWQ needs every projection width divisible by {OC_BATCH} and by "
-                                f"quant.group_size={group_size}; {base.name}'s {name} is {width}")
+                                f"group_size={group_size}; {base.name}'s {name} is {width}")
 
 
 def search_dtype(dtype: str, device: str) -> str:

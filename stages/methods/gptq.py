@@ -7,8 +7,21 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 BITS = (2, 3, 4, 8)  # widths GPTQ packs (transformers.GPTQConfig accepts exactly these)
+
+
+def _group_size(n: int) -> int:
+    if n == 0 or n < -1:
+        raise ValueError("a group is -1 (one group per row) or a positive number of columns")
+    return n
+
+
+# The `group_size` knob of GPTQ, RTN and AWQ: columns sharing one scale/zero point.
+GroupSize = Annotated[int, AfterValidator(_group_size)]
 
 
 def tokenized_calibration(tok, texts: list[str], seq_len: int) -> list[dict]:

@@ -3,6 +3,7 @@ and runtime exists, every knob is known and in range, every (model, method, runt
 supported. One line per problem, before any stage runs; the plugins are imported here only."""
 from __future__ import annotations
 
+from stages.core.device import require_device
 from stages.core.errors import PipelineError
 from stages.methods import lm as methods
 from stages.runtimes import lm as runtimes
@@ -45,12 +46,7 @@ def check_plugins(t: LmTables) -> None:
 
 def needs_cuda(knobs: dict, who: str) -> None:
     """One line where a method is set to run on CUDA and this machine has no CUDA device."""
-    if knobs.get("device") == "cuda":
-        import torch   # only then: check_params stays light
-
-        if not torch.cuda.is_available():
-            raise PipelineError(f"{who}.device: cuda, but this machine has no CUDA device "
-                                "(set device: cpu, or run on a GPU machine)")
+    require_device(knobs.get("device", "cpu"), who)
 
 
 def unsupported(rt, arch: str) -> str | None:

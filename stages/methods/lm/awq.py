@@ -10,13 +10,13 @@ from pydantic import Field
 
 from stages.methods import awq as A
 from stages.methods.lm.base import LmMethod
-from stages.methods.gptq import tokenized
+from stages.methods.gptq import GroupSize, tokenized
 from stages.runtimes.lm.base import Knobs
 
 
 class AwqKnobs(Knobs):
     bits: Literal[4] = 4                         # AWQ's GEMM format
-    group_size: int = Field(64, ge=-1)
+    group_size: GroupSize = 64
     calib_size: int = Field(128, ge=1)
     calib_seq_len: int = Field(128, ge=8)        # only passages of this full length are searched on
     dtype: Literal["auto", "float16", "bfloat16"] = "auto"   # search and packing dtype
@@ -30,6 +30,10 @@ class Awq(LmMethod):
     knobs = AwqKnobs
     needs_calibration = quantizes = True
     format = "awq"
+
+    def check(self, source: Path, knobs: dict) -> None:
+        super().check(source, knobs)
+        A.check(source, knobs["group_size"])    # projection widths, before the model loads
 
     def _apply(self, source: Path, out: Path, knobs: dict, calibration, teacher) -> dict:
         _, calib = tokenized(source, calibration, knobs)

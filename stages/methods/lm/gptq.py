@@ -9,14 +9,14 @@ from typing import Literal
 from pydantic import Field
 
 from stages.methods import gptq as G
-from stages.methods.gptq import check_packable, tokenized
+from stages.methods.gptq import GroupSize, check_packable, tokenized
 from stages.methods.lm.base import LmMethod
 from stages.runtimes.lm.base import Knobs
 
 
 class GptqKnobs(Knobs):
     bits: Literal[2, 3, 4, 8] = 4
-    group_size: int = Field(64, ge=-1)           # columns sharing one scale/zero; -1 = one group per row
+    group_size: GroupSize = 64           # columns sharing one scale/zero; -1 = one group per row
     calib_size: int = Field(128, ge=1)           # calibration passages (never evaluated ones)
     calib_seq_len: int = Field(128, ge=8)        # tokens per passage (its first)
     damp_percent: float = Field(0.01, gt=0, lt=1)   # Hessian dampening, fraction of its mean diagonal

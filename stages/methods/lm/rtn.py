@@ -9,13 +9,13 @@ from pydantic import Field
 
 from stages.methods import rtn as R
 from stages.methods.lm.base import LmMethod
-from stages.methods.gptq import check_packable
+from stages.methods.gptq import GroupSize, check_packable
 from stages.runtimes.lm.base import Knobs
 
 
 class RtnKnobs(Knobs):
     bits: Literal[2, 3, 4, 8] = 4
-    group_size: int = Field(64, ge=-1)           # as GPTQ's
+    group_size: GroupSize = 64           # as GPTQ's
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = Field(2, ge=1)                # GPTQModel's CPU workers
 
