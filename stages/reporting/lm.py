@@ -184,10 +184,11 @@ def table(rows: dict[str, dict], model: str) -> list[str]:
 
 
 def summary(rows: dict[str, dict]) -> dict:
-    keep = ("model", "variant", "bits", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
+    keep = ("model", "variant", "bits", "num_examples", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
             "decode_tokens_per_s", "speedup", "ttft_ms", "tpot_ms", "size_mb", "peak_rss_mb",
             "energy_j_per_token", "energy_method")
-    return {k: {**{f: r[f] for f in keep}, "verdict": verdict(r), "cpu": r["cpu"]} for k, r in rows.items()}
+    return {k: {**{f: r[f] for f in keep}, "verdict": verdict(r), "cpu": r["cpu"],
+                **{f: r[f] for f in ("gate", "confident_n") if f in r}} for k, r in rows.items()}
 
 
 def readme_table(summary: dict, model: str) -> list[str]:

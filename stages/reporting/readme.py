@@ -2,7 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm
+from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm, lm_gate
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
 
@@ -20,7 +20,13 @@ def _table(rows: dict, metrics, keys, k="k") -> list[str]:
 
 
 def render(summary: dict, k: int) -> str:
-    lines = [START, "", "Detector (brackets: 95% bootstrap interval over images):", ""]
+    lines, lms = [START], summary["lm"]
+    if "verdict" in summary:   # the deployment gate heads the results
+        legend = lm_gate.legend(lms, summary["verdict"]["pass_fraction"])
+        lines += ["", "**Which language-model variant can ship.** " + " ".join(x for x in legend if x)]
+        for model in sorted({r["model"] for r in lms.values()}):
+            lines += ["", f"`{model}`:", ""] + lm_gate.matrix(lms, model)
+    lines += ["", "Detector (brackets: 95% bootstrap interval over images):", ""]
     lines += _table(summary["detector"], DETECTOR_METRICS, DET_KEYS)
     ratios = ratio_lines(summary["detector"])
     lines += ["", "Median invoke latency, int8 ÷ float32 per runtime (one run):", ""] + ratios \
