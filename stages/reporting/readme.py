@@ -39,6 +39,11 @@ def render(summary: dict, k: int) -> str:
     return "\n".join(lines + ["", END])
 
 
+LONG_S = 600   # a stage longer than this says why
+WHY_LONG = {"lm_quant@": "GPTQ at every `quant.bits` width in one stage, on one thread "
+                         "(`methods.gptq.threads`) so that its weights are bit-identical on every run"}
+
+
 def _duration(seconds: float) -> str:
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
@@ -63,6 +68,11 @@ def render_quickstart(run_time: dict, stages: list[str]) -> str:
              "times (metrics/run_time.json, written by `python -m stages.entry.timed_repro`, which wraps "
              "`dvc repro`)" + (f"; {untimed} of the {len(stages)} stages ran before times were recorded "
                                "and are not in it" if untimed else "") + ". A second `dvc repro` does nothing."]
+    long = sorted(((t["seconds"], s) for s, t in timed.items() if t["seconds"] > LONG_S), reverse=True)
+    if long:
+        lines += ["", f"Stages over {LONG_S // 60} minutes: " + "; ".join(
+            f"`{s}` {_duration(sec)} ({next((why for pre, why in WHY_LONG.items() if s.startswith(pre)), 'no documented reason')})"
+            for sec, s in long) + "."]
     return "\n".join(lines + ["", QUICK_END])
 
 
