@@ -135,7 +135,7 @@ def test_a_clone_pulls_from_a_shared_remote_and_reruns_nothing(repo, tmp_path):
 
 
 def bad_source(kind: str, raw: dict, bad: Path) -> None:
-    """params that point one source stage at bad content outside the repo."""
+    """params that point one source at bad content outside the repo."""
     bad.mkdir(parents=True, exist_ok=True)
     if kind == "lambada":   # an empty local LAMBADA file
         (bad / "empty.jsonl").write_text("")
@@ -145,18 +145,25 @@ def bad_source(kind: str, raw: dict, bad: Path) -> None:
         (bad / "instances.json").write_text("not json {")
         raw["coco"].update(source="local", local={"images": str(bad / "images"), "annotations":
                                                   str(bad / "instances.json"), "calib_images": str(bad / "images")})
-    else:                   # a local model folder whose config.json is truncated
+    elif kind == "model":   # a local model folder whose config.json is truncated
         (bad / "model").mkdir(exist_ok=True)
         (bad / "model" / "config.json").write_text('{"architectures": ["LlamaFor')
+        (bad / "model" / "model.safetensors").write_bytes(b"")
+        (bad / "model" / "tokenizer.json").write_text("{}")
         raw["models"]["tiny"]["weights"] = {"source": "local", "path": str(bad / "model")}
+    else:                   # a Hub model that cannot be resolved (no such repo, or no network)
+        raw["models"]["tiny"]["weights"] = {"source": "hub", "id": "no-such-org/no-such-model", "revision": "main"}
 
 
-@pytest.mark.parametrize("kind", ["lambada", "coco", "model"])
-def test_bad_source_content_through_dvc_repro_loses_nothing(repo, tmp_path, kind):
-    """Bad input found inside a stage (not by the params check): one line, no traceback, every
-    output and dvc.lock byte-identical, no temporary folder left."""
+@pytest.mark.parametrize("kind, stage", [("lambada", "check_params"), ("coco", "check_params"),
+                                         ("model", "check_params"), ("hub", "lm_source@tiny")])
+def test_bad_source_through_dvc_repro_loses_nothing(repo, tmp_path, kind, stage):
+    """Bad content read in place stops the params check; a source that only its stage can reach
+    (the Hub) fails inside the stage, whose persisted outputs stay. Either way: one line, no
+    traceback, every output byte-identical, no temporary folder left, and dvc.lock unchanged but
+    for the params check's record of the params it passed."""
     dvc(repo, "dvc repro")   # params.ok back after the failed runs above
-    before, lock = tree(repo, "data", "models", "metrics"), (repo / "dvc.lock").read_bytes()
+    before, lock = tree(repo, "data", "models", "metrics"), (repo / "dvc.lock").read_text()
     good = (repo / "params.yaml").read_text()
     raw = yaml.safe_load(good)
     bad_source(kind, raw, tmp_path / "bad")
@@ -167,8 +174,11 @@ def test_bad_source_content_through_dvc_repro_loses_nothing(repo, tmp_path, kind
         (repo / "params.yaml").write_text(good)
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in out, out
+    assert [s for s in out.splitlines() if s.startswith("Running stage")][-1] == f"Running stage '{stage}':"
     assert tree(repo, "data", "models", "metrics") == before
-    assert (repo / "dvc.lock").read_bytes() == lock
+    old, new = (yaml.safe_load(x)["stages"] for x in (lock, (repo / "dvc.lock").read_text()))
+    assert {s for s in old.keys() | new.keys() if old.get(s) != new.get(s)} <= \
+        ({"check_params"} if stage != "check_params" else set())
     assert not [p for p in repo.rglob(".tmp-*") if ".dvc" not in p.parts]
 
 def test_every_stage_reads_each_param_it_declares(repo):
