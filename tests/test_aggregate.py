@@ -57,7 +57,7 @@ DET_STEMS = {"detector_size", "detector_accuracy", "detector_speed", "detector_t
 def test_writes_summary_tables_report_and_figures(workdir, no_png):
     run(workdir)
     summary = json.loads((workdir / "out" / "summary.json").read_text())
-    assert list(summary) == ["detector", "lm", "higher_is_better"]
+    assert list(summary) == ["detector", "lm", "verdict", "higher_is_better"]
     assert list(summary["detector"]) == VARIANTS
     keys = flat(summary)
     assert [keys[f"detector.openvino-int8.{k}"] for k in ("runtime", "precision", "peak_rss_mb")] == \

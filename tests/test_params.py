@@ -159,3 +159,14 @@ def test_plain_keeps_a_per_width_maps_int_keys(tmp_path):
     f.write_text(yaml.safe_dump(GOOD))
     rt = P.load(f, ("runtimes.pytorch",))["runtimes"]["pytorch"].plain()
     assert rt["backend"] == {8: "gptq_torch", 4: "gptq_torch_aten", 2: "gptq_torch"}
+
+
+def test_the_ready_made_model_entries_in_the_docs_validate():
+    """docs/extending.md's entries for the seeds' other LMs pass the params check as pasted."""
+    doc = (ROOT / "docs" / "extending.md").read_text()
+    block = doc.split("<!-- ready-models:start -->")[1].split("<!-- ready-models:end -->")[0]
+    entries = yaml.safe_load("models:\n" + block.split("```yaml\n")[1].split("```")[0])["models"]
+    assert set(entries) == {"opt-350m", "tinyllama-1-1b", "llama-3-2-3b"}
+    raw = copy.deepcopy(GOOD)
+    raw["models"].update(entries)
+    check_plugins(P.validate(raw))

@@ -112,6 +112,75 @@ def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
     assert "Data and pipelines are up to date." in dvc(repo, "dvc repro")
 
 
+
+def tree(repo: Path, *dirs: str) -> dict[str, bytes]:
+    """Every file under `dirs`, by path relative to the repo: the outputs, byte for byte."""
+    return {p.relative_to(repo).as_posix(): p.read_bytes() for d in dirs
+            for p in sorted((repo / d).rglob("*")) if p.is_file()}
+
+
+def test_a_clone_pulls_from_a_shared_remote_and_reruns_nothing(repo, tmp_path):
+    """A team's cache: clone A pushes its outputs and run-cache to a shared-folder remote, a
+    git clone B at another path pulls, and `dvc repro` in B runs nothing (docs/pipeline.md)."""
+    remote = tmp_path / "shared-remote"
+    sh(repo, f"dvc remote add --local shared {remote}")
+    sh(repo, "dvc push -r shared --run-cache")
+    b = tmp_path / "team" / "clone_b"
+    sh(tmp_path, f"git clone -q {repo} {b}")
+    sh(b, f"dvc remote add --local shared {remote}")
+    sh(b, "dvc pull -r shared --run-cache")
+    out = dvc(b, "dvc repro")
+    assert not ran(out) and "Data and pipelines are up to date." in out, out
+    assert tree(b, "data", "models", "metrics", "plots") == tree(repo, "data", "models", "metrics", "plots")
+
+
+def bad_source(kind: str, raw: dict, bad: Path) -> None:
+    """params that point one source at bad content outside the repo."""
+    bad.mkdir(parents=True, exist_ok=True)
+    if kind == "lambada":   # an empty local LAMBADA file
+        (bad / "empty.jsonl").write_text("")
+        raw["lambada"].update(source="local", local_path=str(bad / "empty.jsonl"))
+    elif kind == "coco":    # annotations that are not JSON
+        (bad / "images").mkdir(exist_ok=True)
+        (bad / "instances.json").write_text("not json {")
+        raw["coco"].update(source="local", local={"images": str(bad / "images"), "annotations":
+                                                  str(bad / "instances.json"), "calib_images": str(bad / "images")})
+    elif kind == "model":   # a local model folder whose config.json is truncated
+        (bad / "model").mkdir(exist_ok=True)
+        (bad / "model" / "config.json").write_text('{"architectures": ["LlamaFor')
+        (bad / "model" / "model.safetensors").write_bytes(b"")
+        (bad / "model" / "tokenizer.json").write_text("{}")
+        raw["models"]["tiny"]["weights"] = {"source": "local", "path": str(bad / "model")}
+    else:                   # a Hub model that cannot be resolved (no such repo, or no network)
+        raw["models"]["tiny"]["weights"] = {"source": "hub", "id": "no-such-org/no-such-model", "revision": "main"}
+
+
+@pytest.mark.parametrize("kind, stage", [("lambada", "check_params"), ("coco", "check_params"),
+                                         ("model", "check_params"), ("hub", "lm_source@tiny")])
+def test_bad_source_through_dvc_repro_loses_nothing(repo, tmp_path, kind, stage):
+    """Bad content read in place stops the params check; a source that only its stage can reach
+    (the Hub) fails inside the stage, whose persisted outputs stay. Either way: one line, no
+    traceback, every output byte-identical, no temporary folder left, and dvc.lock unchanged but
+    for the params check's record of the params it passed."""
+    dvc(repo, "dvc repro")   # params.ok back after the failed runs above
+    before, lock = tree(repo, "data", "models", "metrics"), (repo / "dvc.lock").read_text()
+    good = (repo / "params.yaml").read_text()
+    raw = yaml.safe_load(good)
+    bad_source(kind, raw, tmp_path / "bad")
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        out = dvc(repo, "dvc repro", ok=False)
+    finally:
+        (repo / "params.yaml").write_text(good)
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    assert [s for s in out.splitlines() if s.startswith("Running stage")][-1] == f"Running stage '{stage}':"
+    assert tree(repo, "data", "models", "metrics") == before
+    old, new = (yaml.safe_load(x)["stages"] for x in (lock, (repo / "dvc.lock").read_text()))
+    assert {s for s in old.keys() | new.keys() if old.get(s) != new.get(s)} <= \
+        ({"check_params"} if stage != "check_params" else set())
+    assert not [p for p in repo.rglob(".tmp-*") if ".dvc" not in p.parts]
+
 def test_every_stage_reads_each_param_it_declares(repo):
     records = [json.loads(line) for line in (repo / "trace.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in records} >= {"coco_data", "det_convert", "det_convert_rt", "det_eval",

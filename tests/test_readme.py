@@ -50,6 +50,10 @@ def test_quickstart_sums_the_measured_stages_and_says_which_are_not():
     assert "1 of the 3 stages ran before times were recorded" in render_quickstart(times, ["a", "b", "c"])
     with pytest.raises(ValueError, match="times none of"):
         render_quickstart(times, ["c"])
+    times["stages"]["lm_quant@m-gptq"] = {"seconds": 1300, "cpu": "X", "cores": 2}
+    text = render_quickstart(times, ["a", "b", "lm_quant@m-gptq"])
+    assert "Stages over 10 minutes: `a` 50 min (no documented reason); `b` 30 min (no documented " \
+           "reason); `lm_quant@m-gptq` 22 min (GPTQ at every" in text
 
 
 def test_render_shows_intervals_one_table_per_model_and_replace_keeps_the_rest(tmp_path):

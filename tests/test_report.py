@@ -8,7 +8,7 @@ import pytest
 
 from stages.core.errors import PipelineError
 from stages.entry.aggregate import lm_section
-from stages.reporting import lm, lm_figures, report
+from stages.reporting import lm, lm_figures, lm_gate, report
 from stages.reporting.metric_files import load_detector
 from stages.reporting.specs import DETECTOR_METRICS, Metric
 from stages.reporting.summary import machine_lines
@@ -20,6 +20,7 @@ MACHINE = machine_lines(RECORD)
 FIGS = [("smollm2-135m: accuracy vs decode speed", "png/lm_smollm2-135m_decode_tokens_per_s.png"),
         ("Detector speed", "png/detector_speed.png")]
 BOOT = PARAMS["bootstrap"]
+FRACTION = PARAMS["verdict"]["pass_fraction"]
 HUB = {"smollm2-135m": {"architecture": "LlamaForCausalLM",
                         "weights": {"source": "hub", "id": "HuggingFaceTB/SmolLM2-135M", "revision": "main"}}}
 
@@ -27,13 +28,14 @@ HUB = {"smollm2-135m": {"architecture": "LlamaForCausalLM",
 def used(coco="offline", lambada="offline", models=None) -> dict:
     """The params as aggregate.used_params hands them to the report."""
     return {"coco.source": coco, "lambada.source": lambada, "models": models or PARAMS["models"],
-            **{k: PARAMS[k] for k in ("detector", "bench_det", "eval_lm", "bench_lm", "bootstrap")}}
+            **{k: PARAMS[k] for k in ("detector", "bench_det", "eval_lm", "bench_lm", "bootstrap", "verdict")}}
 
 
 def rows(tmp_path: Path, ground_truth: bool):
     root = write_metrics(tmp_path / "metrics", ground_truth=ground_truth)
-    return (load_detector(root, ["float32", "float16", "int8"])[0],
-            lm.load(root, BOOT["samples"], BOOT["seed"]))
+    lms = lm.load(root, BOOT["samples"], BOOT["seed"])
+    lm_gate.apply(lms, FRACTION)
+    return load_detector(root, ["float32", "float16", "int8"])[0], lms
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def lm_rows(tmp_path) -> dict[str, dict]:
 @pytest.fixture
 def offline_report(tmp_path) -> str:
     det, lms = rows(tmp_path, ground_truth=False)
-    return report.render(det, lm_section(lms, PARAMS["models"], tmp_path / "metrics"), used(), MACHINE, FIGS)
+    return report.render(det, lm_section(lms, PARAMS["models"], tmp_path / "metrics", FRACTION), used(), MACHINE, FIGS)
 
 
 def table_rows(text: str, first_cell: str) -> list[str]:
@@ -58,6 +60,8 @@ def test_every_variant_and_metric_is_in_the_report(offline_report, lm_rows):
         assert f" {label(m, 5)} |" in offline_report, m.key
     # a detector variant is in its four tables: accuracy, speed/size, energy, settings
     assert len(table_rows(offline_report, "`int8`")) == 4
+    gate = offline_report.split("## Which language-model variant can ship")[1].split("\n## ")[0]
+    assert "| weights | pytorch |" in gate and "**reference**" in gate   # the pass/fail matrix heads the LM part
     lm_part = offline_report.split("## Language models")[1].split("\n## ")[0]
     per_model = dict(part.split("\n", 1) for part in lm_part.split("### ")[1:])
     assert per_model.pop("What ran, per model").count("| runtime `") == 4   # the coverage grid
@@ -109,7 +113,7 @@ def test_official_sources_have_no_caveats(tmp_path):
     det, lms = rows(tmp_path, ground_truth=True)
     for r in det.values():
         r["num_images"] = 5000
-    text = report.render(det, lm_section(lms, HUB, tmp_path / "metrics"), used("official", "official", HUB), MACHINE, FIGS)
+    text = report.render(det, lm_section(lms, HUB, tmp_path / "metrics", FRACTION), used("official", "official", HUB), MACHINE, FIGS)
     assert "## Caveats" not in text
     assert "`models.smollm2-135m`: **hub**" in text
 
@@ -148,9 +152,9 @@ def test_every_ranked_metric_has_a_direction_and_unique_key(lm_rows):
     assert len(keys) == len(set(keys))
     assert all(m.group in ("accuracy", "cost", "energy") for m in DETECTOR_METRICS)
     assert all(m.higher_is_better is not None for m in DETECTOR_METRICS if m.spread or m.ci)
-    for row in lm.summary(lm_rows).values():   # every LM number but the bit width has a direction
+    for row in lm.summary(lm_rows).values():   # every LM number but the counts has a direction
         numbers = {k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        assert numbers - {"bits"} == set(lm.DIRECTIONS)
+        assert numbers - {"bits", "num_examples", "confident_n"} == set(lm.DIRECTIONS)
 
 
 def test_energy_section_names_the_method_and_says_what_estimate_means(offline_report):
@@ -168,7 +172,7 @@ def test_energy_section_names_the_method_and_says_what_estimate_means(offline_re
 def test_mixed_methods_are_called_out(tmp_path):
     det, lms = rows(tmp_path, ground_truth=False)
     det["int8"]["energy_methods"] = ["rapl"]
-    text = report.render(det, lm_section(lms, PARAMS["models"], tmp_path / "metrics"), used(), MACHINE, FIGS)
+    text = report.render(det, lm_section(lms, PARAMS["models"], tmp_path / "metrics", FRACTION), used(), MACHINE, FIGS)
     assert "**mixed methods**" in text and "different methods" in text
 
 

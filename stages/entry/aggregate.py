@@ -13,27 +13,32 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import energy_figures, export, figures, lm, lm_coverage, lm_figures, report
+from stages.reporting import energy_figures, export, figures, lm, lm_coverage, lm_figures, lm_gate, report
 from stages.reporting.metric_files import detector_variants, load_detector
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
 from stages.schema import params as P
 
 PARAMS = ("coco.source", "lambada.source", "models", "detector", "bench_det", "eval_lm", "bench_lm",
-          "bootstrap", "energy.grid_gco2_per_kwh", "energy.grid_country")
+          "bootstrap", "verdict", "energy.grid_gco2_per_kwh", "energy.grid_country")
 
 
 def used_params(p: dict) -> dict:
     """The params as the report prints them, keyed as in dvc.yaml."""
     grid, source = grid_intensity(p["energy"]["grid_gco2_per_kwh"], p["energy"]["grid_country"])
     return {"coco.source": p["coco"]["source"], "lambada.source": p["lambada"]["source"],
-            **{key: p[key] for key in ("models", "detector", "bench_det", "eval_lm", "bench_lm", "bootstrap")},
+            **{key: p[key] for key in ("models", "detector", "bench_det", "eval_lm", "bench_lm", "bootstrap",
+                                   "verdict")},
             "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid}
 
 
-def lm_section(rows: dict[str, dict], models: dict[str, dict], metrics: Path) -> list[str]:
-    """The report's LM part: one table per model (its variants paired with its reference)."""
-    out = ["## Language models (every runtime and method, paired on the same examples)", "",
+def lm_section(rows: dict[str, dict], models: dict[str, dict], metrics: Path, fraction: float) -> list[str]:
+    """The report's LM part: the deployment gate per model and runtime, then one table per model
+    (its variants paired with its reference)."""
+    out = ["## Which language-model variant can ship", ""] + lm_gate.legend(rows, fraction) + [""]
+    for model in sorted({r["model"] for r in rows.values()}):
+        out += [f"**{model}**", ""] + lm_gate.matrix(rows, model) + [""]
+    out += ["## Language models (every runtime and method, paired on the same examples)", "",
            "Δacc is each variant's accuracy minus its model's reference (the base on PyTorch fp32), "
            "averaged over the same examples, with a paired 95% bootstrap interval. Verdict: whether "
            "that interval excludes 0, and whether the variant is on its model's accuracy-vs-speed "
@@ -65,13 +70,14 @@ def main(argv: list[str] | None = None) -> None:
         det, det_machine = load_detector(args.metrics, detector_variants(
             used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
         rows = lm.load(args.metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"])
+        lm_gate.apply(rows, used["verdict"]["pass_fraction"])
     with timed("building figures"):
         items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows)
         browser = export.find_browser()
-    text = report.render(det, lm_section(rows, used["models"], args.metrics), used, machine_lines(det_machine),
+    text = report.render(det, lm_section(rows, used["models"], args.metrics, used["verdict"]["pass_fraction"]), used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
     det_summary = summarize(det)
-    summary = {"detector": det_summary["detector"], "lm": lm.summary(rows),
+    summary = {"detector": det_summary["detector"], "lm": lm.summary(rows), "verdict": used["verdict"],
                "higher_is_better": {**det_summary["higher_is_better"], "lm": lm.DIRECTIONS}}
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",

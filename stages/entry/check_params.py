@@ -12,10 +12,13 @@ import importlib.util
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_main
-from stages.core.files import atomic_path
+from stages.core.files import atomic_path, read_json
+from stages.datasets.coco import read_gt
+from stages.datasets.lambada import read_jsonl
 from stages.meters.cpu_power import grid_intensity
 from stages.meters.energy_sources import nvml_handle
 from stages.schema import params as P
+from stages.models.lm_source import check_local
 from stages.schema.lm_plugins import check_plugins
 from stages.schema.params_model import Params
 from stages.schema.variants import missing_package, packages
@@ -24,7 +27,7 @@ MARKER = "params checked against stages/schema/params.py\n"
 
 
 def preflight(p: Params) -> None:
-    """Inputs the chosen sources read in place must exist (before any heavy stage runs)."""
+    """Inputs the chosen sources read in place must exist and parse (before any stage runs)."""
     local = []
     if p.coco.source == "local":
         local += [("coco.local.images", p.coco.local.images, Path.is_dir),
@@ -35,6 +38,16 @@ def preflight(p: Params) -> None:
     for key, value, exists in local:
         if not exists(Path(value)):
             raise PipelineError(f"{key}: {value} not found")
+    # the content of what is read in place, here, so that bad content stops the run before any
+    # stage (and its dvc.lock entry) moves; the stages check it again, deeper, as they read it
+    if p.coco.source == "local":
+        read_gt(Path(p.coco.local.annotations))
+    if p.lambada.source == "local":
+        read_jsonl(Path(p.lambada.local_path))
+    for m in p.models.values():
+        if m.weights.source == "local":
+            check_local(Path(m.weights.path))
+            read_json(Path(m.weights.path) / "config.json", "model config")
     if p.energy.method == "nvml":
         nvml_handle()  # one line when there is no NVIDIA GPU or driver here
     grid_intensity(p.energy.grid_gco2_per_kwh, p.energy.grid_country)  # an unknown country code

@@ -3,8 +3,9 @@
 One latency meter times every runtime through its Session (stages/meters/lm_latency.py): TTFT,
 TPOT median and p90, end-to-end and prefill rates, batch 1, greedy, medians over
 bench_lm.speed_repeats after a warm-up, with energy per token. The variant runs in a fresh
-process, so its peak RSS is its own (load + time). The machine's triad bandwidth is measured
-in the same run, for the bound a decode step cannot beat (bytes of weights read per token).
+process, so its peak RSS is its own (load + time). The read bandwidth on a working set of one
+decode step's weight bytes, at the benchmark's threads, is measured in the same run, for the
+bound a decode step cannot beat (stages/meters/bandwidth.py).
 A quant sweep folder (int<bits>/ subfolders) is timed width by width: <out>/int<bits>.json.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ def timing(folder: str, ids: list[int], cfg: dict, energy: dict) -> dict:
                    E.open_meter(energy))
 
 
-def bench(build: Path, text: str, cfg: dict, energy: dict, bw: float) -> dict:
+def bench(build: Path, text: str, cfg: dict, energy: dict) -> dict:
     """One artifact timed in a fresh process, with its bandwidth bound."""
     from stages.runtimes import lm as runtimes
     from stages.runtimes.lm.base import tokenizer
@@ -50,6 +51,8 @@ def bench(build: Path, text: str, cfg: dict, energy: dict, bw: float) -> dict:
     with timed(f"timing {lm_record.name(record)}"):
         speed = fresh_process.run(timing, str(build), ids, cfg, energy)
     per_token = rt.weight_bytes_per_token(build)
+    with timed(f"read bandwidth on {per_token / 1e6:.0f} MB at {cfg['threads']} threads"):
+        bw = bandwidth.read_gb_s(per_token, cfg["threads"])
     return {"record": record, "threads": cfg["threads"], **speed, "size_mb": round(dir_size_mb(build), 2),
             "weight_bytes_per_token": per_token, "bandwidth_gb_s": bw,
             "bandwidth_fraction": bandwidth.fraction(speed["decode_tokens_per_s"], bw, per_token),
@@ -68,14 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     require_dir(args.build, "built variant folder")
     units = lm_record.units(args.build)
     text = "\n\n".join(read_texts(args.data, 0)[:STREAM_TEXTS])
-    with timed("measuring memory bandwidth (triad)"):
-        bw = bandwidth.triad_gb_s()
     if units[0][0] == "":
-        return write_json(args.out, bench(args.build, text, cfg, p["energy"], bw))
+        return write_json(args.out, bench(args.build, text, cfg, p["energy"]))
     with atomic_path(args.out) as out:   # a quant sweep: <out>/int<bits>.json each
         out.mkdir()
         for name, build in units:
-            write_json(out / f"{name}.json", bench(build, text, cfg, p["energy"], bw))
+            write_json(out / f"{name}.json", bench(build, text, cfg, p["energy"]))
 
 
 if __name__ == "__main__":

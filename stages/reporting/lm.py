@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stages.core.errors import PipelineError
 from stages.core.files import read_json
+from stages.meters.bandwidth import shown
 from stages.reporting.geometry import pareto
 from stages.tasks.intervals import bootstrap
 
@@ -170,24 +171,26 @@ def table(rows: dict[str, dict], model: str) -> list[str]:
     """One Markdown table of a model's variants, best accuracy first."""
     mine = sorted((r for r in rows.values() if r["model"] == model), key=lambda r: -r["acc"])
     out = ["| variant | bits | size MB | acc % [95% CI] | Δacc vs reference, paired (pt) | ppl | "
-           "decode tok/s | speed-up | TTFT ms | TPOT p90 ms | peak RSS MB | J/token | verdict |",
-           "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "decode tok/s | speed-up | TTFT ms | TPOT p90 ms | of bound | peak RSS MB | J/token | verdict |",
+           "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in mine:
         lo, hi = r["acc_ci95"]
         dlo, dhi = r["delta_acc_ci95"]
         out.append(f"| {r['variant']} | {r['bits']} | {r['size_mb']:.0f} | {pct(r['acc'])} [{pct(lo)}, {pct(hi)}] | "
                    f"{100 * r['delta_acc']:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}] | {r['ppl']:.1f} | "
                    f"{r['decode_tokens_per_s']:.1f} | {r['speedup']:.2f}× | {r['ttft_ms']:.0f} | "
-                   f"{r['tpot_p90_ms']:.1f} | {r['peak_rss_mb']:.0f} | {r['energy_j_per_token']:.3g} | "
+                   f"{r['tpot_p90_ms']:.1f} | {shown(r['bandwidth_fraction'])} | {r['peak_rss_mb']:.0f} | "
+                   f"{r['energy_j_per_token']:.3g} | "
                    f"{verdict(r)} |")
     return out
 
 
 def summary(rows: dict[str, dict]) -> dict:
-    keep = ("model", "variant", "bits", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
+    keep = ("model", "variant", "bits", "num_examples", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
             "decode_tokens_per_s", "speedup", "ttft_ms", "tpot_ms", "size_mb", "peak_rss_mb",
             "energy_j_per_token", "energy_method")
-    return {k: {**{f: r[f] for f in keep}, "verdict": verdict(r), "cpu": r["cpu"]} for k, r in rows.items()}
+    return {k: {**{f: r[f] for f in keep}, "verdict": verdict(r), "cpu": r["cpu"],
+                **{f: r[f] for f in ("gate", "confident_n") if f in r}} for k, r in rows.items()}
 
 
 def readme_table(summary: dict, model: str) -> list[str]:

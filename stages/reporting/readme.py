@@ -2,7 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm
+from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm, lm_gate
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
 
@@ -20,7 +20,13 @@ def _table(rows: dict, metrics, keys, k="k") -> list[str]:
 
 
 def render(summary: dict, k: int) -> str:
-    lines = [START, "", "Detector (brackets: 95% bootstrap interval over images):", ""]
+    lines, lms = [START], summary["lm"]
+    if "verdict" in summary:   # the deployment gate heads the results
+        legend = lm_gate.legend(lms, summary["verdict"]["pass_fraction"])
+        lines += ["", "**Which language-model variant can ship.** " + " ".join(x for x in legend if x)]
+        for model in sorted({r["model"] for r in lms.values()}):
+            lines += ["", f"`{model}`:", ""] + lm_gate.matrix(lms, model)
+    lines += ["", "Detector (brackets: 95% bootstrap interval over images):", ""]
     lines += _table(summary["detector"], DETECTOR_METRICS, DET_KEYS)
     ratios = ratio_lines(summary["detector"])
     lines += ["", "Median invoke latency, int8 ÷ float32 per runtime (one run):", ""] + ratios \
@@ -31,6 +37,11 @@ def render(summary: dict, k: int) -> str:
                   f"on PyTorch fp32, the same examples; timed on {mine[0]['cpu']}):", ""]
         lines += lm.readme_table(summary["lm"], model)
     return "\n".join(lines + ["", END])
+
+
+LONG_S = 600   # a stage longer than this says why
+WHY_LONG = {"lm_quant@": "GPTQ at every `quant.bits` width in one stage, on one thread "
+                         "(`methods.gptq.threads`) so that its weights are bit-identical on every run"}
 
 
 def _duration(seconds: float) -> str:
@@ -57,6 +68,11 @@ def render_quickstart(run_time: dict, stages: list[str]) -> str:
              "times (metrics/run_time.json, written by `python -m stages.entry.timed_repro`, which wraps "
              "`dvc repro`)" + (f"; {untimed} of the {len(stages)} stages ran before times were recorded "
                                "and are not in it" if untimed else "") + ". A second `dvc repro` does nothing."]
+    long = sorted(((t["seconds"], s) for s, t in timed.items() if t["seconds"] > LONG_S), reverse=True)
+    if long:
+        lines += ["", f"Stages over {LONG_S // 60} minutes: " + "; ".join(
+            f"`{s}` {_duration(sec)} ({next((why for pre, why in WHY_LONG.items() if s.startswith(pre)), 'no documented reason')})"
+            for sec, s in long) + "."]
     return "\n".join(lines + ["", QUICK_END])
 
 

@@ -43,6 +43,9 @@ REFERENCES = [
     "`topk_acc`: the target's first token is among the model's top k next-token predictions. "
     "`topk_word_acc`: every target token is in the top k (the whole word).",
     "`ppl`: perplexity of the target tokens given the context.",
+    "`of bound`: decode tokens/s × weight bytes read per token ÷ the read bandwidth measured on a "
+    "working set of that many bytes at the benchmark's threads (so cache residency counts); above "
+    "100 % the bound is marked invalid for that row.",
 ]
 
 

@@ -11,6 +11,11 @@ from stages.schema.detector import BenchDet, Coco, Detector
 from stages.schema.lm_tables import LmTables
 from stages.schema.lm_protocol import BenchLm, EvalLm
 from stages.schema.params_lm import GpuLm, Lambada
+from stages.schema.section import Section
+
+
+class Verdict(Section):
+    pass_fraction: float = Field(gt=0, le=1)   # MLPerf's gate: this fraction of the reference's accuracy
 
 
 class Params(LmTables):
@@ -26,3 +31,4 @@ class Params(LmTables):
     bench_lm: BenchLm
     gpu_lm: GpuLm
     energy: Energy
+    verdict: Verdict
