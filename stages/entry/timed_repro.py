@@ -25,7 +25,7 @@ from stages.meters.machine import record
 RUNNING = re.compile(r"^Running stage '([^']+)':")
 DONE = re.compile(r"^Updating lock file")
 CLOCK = re.compile(r"^(\d\d:\d\d:\d\d) ")
-PYTEST = re.compile(r"^=* ?(\d+ passed[^\n]*?) in ([\d.]+)s", re.M)
+PYTEST = re.compile(r"^=* ?((?:\d+ \w+, )*\d+ passed[^\n]*?) in ([\d.]+)s", re.M)
 
 
 def host() -> dict:

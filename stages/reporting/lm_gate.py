@@ -62,7 +62,7 @@ def matrix(rows: dict[str, dict], model: str) -> list[str]:
     mine = [r for r in rows.values() if r["model"] == model]
     cells = {split(r["variant"]): r for r in mine}
     runtimes = sorted({rt for _, rt in cells}, key=lambda rt: (rt != "pytorch", rt))
-    order = sorted({w for w, _ in cells}, key=lambda w: -max(r["acc"] for (ww, _), r in cells.items() if ww == w))
+    order = sorted({w for w, _ in cells}, key=lambda w: (-max(r["acc"] for (ww, _), r in cells.items() if ww == w), w))
     out = ["| weights | " + " | ".join(runtimes) + " |", "|---|" + "---|" * len(runtimes)]
     for w in order:
         out.append(f"| {w} | " + " | ".join(cell(cells[(w, rt)]) if (w, rt) in cells else "–"
