@@ -19,6 +19,7 @@ from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
 from stages.schema import params as P
 
+TASK = {"offline": "LAMBADA-style (offline BBC)"}   # the figures' name of the evaluation set per source
 PARAMS = ("coco.source", "lambada.source", "models", "detector", "bench_det", "eval_lm", "bench_lm",
           "bootstrap", "verdict", "energy.grid_gco2_per_kwh", "energy.grid_country")
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = lm.load(args.metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"])
         lm_gate.apply(rows, used["verdict"]["pass_fraction"])
     with timed("building figures"):
-        items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows)
+        items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows, TASK.get(used["lambada.source"], "LAMBADA"))
         browser = export.find_browser()
     text = report.render(det, lm_section(rows, used["models"], args.metrics, used["verdict"]["pass_fraction"]), used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
