@@ -471,7 +471,8 @@ def run_compress(tmp_path: Path, knobs: dict, input: Path | None = None, method:
 
 @pytest.mark.parametrize("key, value, match", [
     ("bits", 5, "gptq: bits: Input should be 2, 3, 4 or 8, got 5"),
-    ("group_size", -2, "gptq: group_size: Input should be greater than or equal to -1"),
+    ("group_size", -2, "gptq: group_size: Value error, a group is -1 .one group per row. or a positive"),
+    ("group_size", 0, "gptq: group_size: Value error, a group is -1"),
     ("calib_size", 0, "gptq: calib_size"),
     ("calib_seq_len", 4, "gptq: calib_seq_len"),
     ("damp_percent", 1.5, "gptq: damp_percent"),
