@@ -371,7 +371,7 @@ def test_bench_of_a_quantized_build(gptq, tmp_path, eager):
     assert m["energy_decode"]["units"] == 4 and m["energy_prefill"]["units"] == 32   # speed_repeats=1
     assert m["energy_decode"]["j_per_unit"] * 4 == pytest.approx(m["energy_decode"]["joules"])
     assert m["tpot_p90_ms"] >= m["tpot_ms"] > 0 and m["ttft_ms"] > 0
-    # timed in its own spawned process: that process's peak RSS, and the same run's triad
+    # timed in its own spawned process: that process's peak RSS, and the same run's read bandwidth
     assert 100 < m["peak_rss_mb"] < 8000 and m["bandwidth_gb_s"] > 0
     assert m["weight_bytes_per_token"] == runtimes.get("pytorch").weight_bytes_per_token(folder) > 0
     assert m["bandwidth_fraction"] == pytest.approx(
