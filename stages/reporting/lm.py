@@ -26,16 +26,33 @@ def canon(record: dict) -> str:
     return json.dumps({"model": record["model"], "chain": record["chain"]}, sort_keys=True)
 
 
-def label(record: dict) -> str:
-    """`method chain · runtime precision` (the model is the table's), derived from the record."""
+def _steps(record: dict) -> str:
+    """The method chain as written in tables: `prune 2:4+gptq-int4`, or `base`."""
     steps = []
     for s in record["chain"]:
         k = s["knobs"]
         steps.append(s["method"] + (f"-int{k['bits']}" if "bits" in k else "")
                      + (f" {k['pattern']}" if k.get("pattern", "unstructured") != "unstructured" else ""))
-    # a quantized checkpoint keeps its codes on every runtime: the precision knob is not its width
-    prec = None if any("bits" in s["knobs"] for s in record["chain"]) else record["knobs"].get("precision")
-    return f"{'+'.join(steps) or 'base'} · {record['runtime']}" + (f" {prec}" if prec else "")
+    return "+".join(steps) or "base"
+
+
+def _precision(record: dict) -> str | None:
+    """The runtime's precision knob, unless a quantizer set the width: a quantized checkpoint
+    keeps its codes on every runtime, so the knob is not its width."""
+    return None if any("bits" in s["knobs"] for s in record["chain"]) else record["knobs"].get("precision")
+
+
+def label(record: dict) -> str:
+    """`method chain · runtime precision` (the model is the table's), derived from the record."""
+    prec = _precision(record)
+    return f"{_steps(record)} · {record['runtime']}" + (f" {prec}" if prec else "")
+
+
+def weights(record: dict) -> str:
+    """What the weights are, whatever runs them: the chain with its width (`gptq-int4`,
+    `base q4_k_m`, `prune fp32`); the deployment matrix's row."""
+    quantized = any("bits" in s["knobs"] for s in record["chain"])
+    return _steps(record) if quantized else f"{_steps(record)} {_precision(record) or 'fp32'}"
 
 
 def weight_bits(record: dict) -> int:
@@ -108,7 +125,7 @@ def load(root: Path, samples: int, seed: int) -> dict[str, dict]:
                                 "of its chain in lm/compress")
         energy = bench["energy_decode"]
         rows[key] = {
-            "model": rec["model"], "variant": label(rec), "runtime": rec["runtime"],
+            "model": rec["model"], "variant": label(rec), "weights": weights(rec), "runtime": rec["runtime"],
             "chain": "+".join(s["method"] for s in rec["chain"]) or "base", "bits": weight_bits(rec),
             **{k: ev[k] for k in ("acc", "acc_ci95", "ppl", "ppl_ci95", "topk_acc", "topk_word_acc",
                                   "k", "num_examples", "hits")},
@@ -144,13 +161,18 @@ def reference(rows: dict[str, dict]) -> str:
 def paired(row: dict, ref: dict, samples: int, seed: int) -> None:
     """Accuracy change against the reference on the same examples: the mean of the per-example
     differences and its bootstrap interval (tighter than comparing two unpaired intervals)."""
-    a, b = row["hits"], ref["hits"]
-    if len(a) != len(b):
-        raise PipelineError(f"{row['variant']} and {ref['variant']} scored different examples ({len(a)} vs {len(b)})")
-    diff = [int(x) - int(y) for x, y in zip(a, b)]
+    diff = differences(row, ref)
     row["delta_acc"] = sum(diff) / len(diff)
     row["delta_acc_ci95"] = bootstrap(diff, samples, seed)
     row["speedup"] = row["decode_tokens_per_s"] / ref["decode_tokens_per_s"]
+
+
+def differences(row: dict, ref: dict) -> list[int]:
+    """Per-example hit differences (-1, 0, 1) of a row against its reference, same examples."""
+    a, b = row["hits"], ref["hits"]
+    if len(a) != len(b):
+        raise PipelineError(f"{row['variant']} and {ref['variant']} scored different examples ({len(a)} vs {len(b)})")
+    return [int(x) - int(y) for x, y in zip(a, b)]
 
 
 def verdict(row: dict) -> str:
@@ -186,7 +208,7 @@ def table(rows: dict[str, dict], model: str) -> list[str]:
 
 
 def summary(rows: dict[str, dict]) -> dict:
-    keep = ("model", "variant", "bits", "num_examples", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
+    keep = ("model", "variant", "weights", "runtime", "bits", "num_examples", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
             "decode_tokens_per_s", "speedup", "ttft_ms", "tpot_ms", "size_mb", "peak_rss_mb",
             "energy_j_per_token", "energy_method")
     return {k: {**{f: r[f] for f in keep}, "verdict": verdict(r), "cpu": r["cpu"],

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from stages.reporting.lm import differences
+
 Z95 = 1.96
 
 
@@ -22,7 +24,7 @@ def gate(row: dict, ref: dict, fraction: float) -> dict:
         return {"gate": "fail", "line": line, "confident_n": None}
     if ref["acc"] + row["delta_acc_ci95"][0] >= line:
         return {"gate": "confident pass", "line": line, "confident_n": None}
-    diff = [int(a) - int(b) for a, b in zip(row["hits"], ref["hits"])]
+    diff = differences(row, ref)
     mean = sum(diff) / len(diff)
     sd = math.sqrt(sum((d - mean) ** 2 for d in diff) / (len(diff) - 1))
     margin = row["acc"] - line
@@ -39,16 +41,6 @@ def apply(rows: dict[str, dict], fraction: float) -> None:
                  else gate(r, ref, fraction))
 
 
-def split(label: str) -> tuple[str, str]:
-    """`gptq-int4 · ort_genai` -> (weights, runtime): ("gptq-int4", "ort_genai");
-    `base · llamacpp q4_k_m` -> ("base q4_k_m", "llamacpp"); the PyTorch base is "base fp32"."""
-    weights, _, rt = label.partition(" · ")
-    runtime, _, precision = rt.partition(" ")
-    if precision:
-        return f"{weights} {precision}", runtime
-    return (weights if "int" in weights else f"{weights} fp32"), runtime
-
-
 def cell(r: dict) -> str:
     """A fail with its paired accuracy change; a pass (or the reference) with its costs."""
     if r["gate"] == "fail":
@@ -60,9 +52,10 @@ def cell(r: dict) -> str:
 def matrix(rows: dict[str, dict], model: str) -> list[str]:
     """One Markdown pass/fail matrix: a row per weights, a column per runtime."""
     mine = [r for r in rows.values() if r["model"] == model]
-    cells = {split(r["variant"]): r for r in mine}
+    cells = {(r["weights"], r["runtime"]): r for r in mine}
     runtimes = sorted({rt for _, rt in cells}, key=lambda rt: (rt != "pytorch", rt))
-    order = sorted({w for w, _ in cells}, key=lambda w: (-max(r["acc"] for (ww, _), r in cells.items() if ww == w), w))
+    best = {w: max(r["acc"] for (ww, _), r in cells.items() if ww == w) for w, _ in cells}
+    order = sorted(best, key=lambda w: (-best[w], w))
     out = ["| weights | " + " | ".join(runtimes) + " |", "|---|" + "---|" * len(runtimes)]
     for w in order:
         out.append(f"| {w} | " + " | ".join(cell(cells[(w, rt)]) if (w, rt) in cells else "–"
