@@ -85,6 +85,19 @@ def ran(out: str) -> set[str]:
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
 
 
+def failing_repro(repo: Path, change) -> str:
+    """The output of a `dvc repro` that must fail, run with params.yaml edited by `change(raw)`;
+    the good params.yaml is put back whatever happens."""
+    good = (repo / "params.yaml").read_text()
+    raw = yaml.safe_load(good)
+    change(raw)
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        return dvc(repo, "dvc repro", ok=False)
+    finally:
+        (repo / "params.yaml").write_text(good)
+
+
 def stale(repo: Path) -> set[str]:
     """Stages `dvc status` reports as changed."""
     return set(json.loads(sh(repo, "dvc status --json").strip().splitlines()[-1]))
@@ -164,14 +177,7 @@ def test_bad_source_through_dvc_repro_loses_nothing(repo, tmp_path, kind, stage)
     for the params check's record of the params it passed."""
     dvc(repo, "dvc repro")   # params.ok back after the failed runs above
     before, lock = tree(repo, "data", "models", "metrics"), (repo / "dvc.lock").read_text()
-    good = (repo / "params.yaml").read_text()
-    raw = yaml.safe_load(good)
-    bad_source(kind, raw, tmp_path / "bad")
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    try:
-        out = dvc(repo, "dvc repro", ok=False)
-    finally:
-        (repo / "params.yaml").write_text(good)
+    out = failing_repro(repo, lambda raw: bad_source(kind, raw, tmp_path / "bad"))
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in out, out
     assert [s for s in out.splitlines() if s.startswith("Running stage")][-1] == f"Running stage '{stage}':"
@@ -180,6 +186,7 @@ def test_bad_source_through_dvc_repro_loses_nothing(repo, tmp_path, kind, stage)
     assert {s for s in old.keys() | new.keys() if old.get(s) != new.get(s)} <= \
         ({"check_params"} if stage != "check_params" else set())
     assert not [p for p in repo.rglob(".tmp-*") if ".dvc" not in p.parts]
+
 
 def test_every_stage_reads_each_param_it_declares(repo):
     records = [json.loads(line) for line in (repo / "trace.jsonl").read_text().splitlines()]
@@ -208,14 +215,7 @@ def test_every_stage_reads_each_param_it_declares(repo):
 def test_bad_param_through_dvc_repro_is_one_line_and_removes_nothing(repo, change, message):
     before = {p: p.stat().st_mtime_ns for d in ("data", "models", "metrics")
               for p in (repo / d).rglob("*") if p.is_file() and p.name != "params.ok"}
-    good = (repo / "params.yaml").read_text()
-    raw = yaml.safe_load(good)
-    change(raw)
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    try:
-        out = dvc(repo, "dvc repro", ok=False)
-    finally:
-        (repo / "params.yaml").write_text(good)
+    out = failing_repro(repo, change)
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], out
     assert "Running stage 'coco_data'" not in out and "Running stage 'lm_" not in out
