@@ -148,5 +148,5 @@ def test_files_are_short_and_stages_is_organised_by_concern():
     assert not long, f"files over {MAX_LINES} lines: {long}"
     rooms = {p.name for p in (ROOT / "stages").iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert rooms == {"entry", "core", "schema", "datasets", "models", "methods", "runtimes",
-                     "tasks", "meters", "reporting"}
+                     "tasks", "meters", "reporting", "profiles"}   # profiles: run presets (YAML)
     assert not [p for p in (ROOT / "stages").glob("*.py") if p.name != "__init__.py"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.reporting import lm
+from stages.reporting import lm, lm_render
 from stages.reporting.readme import END, START, render, replace_block
 from tests.metric_fixtures import write_lm
 
@@ -54,6 +54,12 @@ def test_quickstart_sums_the_measured_stages_and_says_which_are_not():
     text = render_quickstart(times, ["a", "b", "lm_quant@m-gptq"])
     assert "Stages over 10 minutes: `a` 50 min (no documented reason); `b` 30 min (no documented " \
            "reason); `lm_quant@m-gptq` 22 min (GPTQ at every" in text
+    # a timed fresh clone gives set-up, the quick profile and the tests (over the older "tests")
+    times["fresh_clone"] = {"commit": "abcdef123", "cpu": "Y", "cores": 2, "setup": {"seconds": 540},
+                            "quick": {"seconds": 720}, "tests": {"seconds": 1500, "summary": "7 passed"}}
+    text = render_quickstart(times, ["a", "b"])
+    assert "pinned wheels): 9 min" in text and "a first look (below): 12 min" in text
+    assert "the tests: 25 min" in text and "commit abcdef1, Y, 2 cores" in text and "7 passed" in text
 
 
 def test_render_shows_intervals_one_table_per_model_and_replace_keeps_the_rest(tmp_path):
@@ -61,7 +67,7 @@ def test_render_shows_intervals_one_table_per_model_and_replace_keeps_the_rest(t
     summary = {"detector": {"int8": {"agreement_mAP": 0.9, "agreement_mAP_ci95": [0.85, 0.95],
                                      "AP": None, "AP50": None, "latency_ms_median": 6.7,
                                      "images_per_s": 98.0, "size_mb": 17.5}},
-               "lm": json.loads(json.dumps(lm.summary(rows)))}   # as read back from summary.json
+               "lm": json.loads(json.dumps(lm_render.summary(rows)))}   # as read back from summary.json
     block = render(summary, 5)
     assert "| `int8` | 90.0 [85.0, 95.0] | n/a |" in block
     tables = block.split("Language model `")[1:]
@@ -95,7 +101,7 @@ def test_readme_entry_writes_both_blocks_and_refuses_an_old_summary(tmp_path):
     from stages.entry import readme as entry
     from stages.reporting.readme import GPU_END, GPU_START
 
-    summary = {"detector": {}, "lm": json.loads(json.dumps(lm.summary(lm.load(write_lm(tmp_path), 1000, 0))))}
+    summary = {"detector": {}, "lm": json.loads(json.dumps(lm_render.summary(lm.load(write_lm(tmp_path), 1000, 0))))}
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     (tmp_path / "README.md").write_text(f"intro\n{START}\nold\n{END}\noutro\n")
     (tmp_path / "gpu.md").write_text(f"gpu intro\n{GPU_START}\nstale\n{GPU_END}\n")

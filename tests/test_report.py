@@ -8,7 +8,7 @@ import pytest
 
 from stages.core.errors import PipelineError
 from stages.entry.aggregate import lm_section
-from stages.reporting import lm, lm_figures, lm_gate, report
+from stages.reporting import lm, lm_figures, lm_gate, lm_render, report
 from stages.reporting.metric_files import load_detector
 from stages.reporting.specs import DETECTOR_METRICS, Metric
 from stages.reporting.summary import machine_lines
@@ -152,7 +152,7 @@ def test_every_ranked_metric_has_a_direction_and_unique_key(lm_rows):
     assert len(keys) == len(set(keys))
     assert all(m.group in ("accuracy", "cost", "energy") for m in DETECTOR_METRICS)
     assert all(m.higher_is_better is not None for m in DETECTOR_METRICS if m.spread or m.ci)
-    for row in lm.summary(lm_rows).values():   # every LM number but the counts has a direction
+    for row in lm_render.summary(lm_rows).values():   # every LM number but the counts has a direction
         numbers = {k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         assert numbers - {"bits", "num_examples", "confident_n"} == set(lm.DIRECTIONS)
 
@@ -251,3 +251,16 @@ def test_verdicts_and_labels_from_the_records(lm_rows):
     assert lm.label(rec) == "prune 2:4+gptq-int4 · pytorch" and lm.weight_bits(rec) == 4
     # the one-time cost sums every step of the chain and the build
     assert lm_rows["smollm2-135m-prune+gptq4-pytorch"]["compress_energy_j"] == 20.0 + 700.0 + 40.0
+
+
+def test_only_the_variants_the_params_ask_for_are_shown(tmp_path):
+    """A metric file left from other params (the full run's, during a profile) is never a row;
+    a variant the params ask for without its file is a one-line error."""
+    root = write_metrics(tmp_path / "metrics")
+    every = lm.load(root, BOOT["samples"], BOOT["seed"])
+    keys = {"smollm2-135m-pytorch", "smollm2-135m-ort-int4"}
+    assert set(lm.load(root, BOOT["samples"], BOOT["seed"], keys)) == keys < set(every)
+    with pytest.raises(PipelineError, match=r"^no eval metrics for smollm2-135m-x-pytorch/int4 ") as exc:
+        lm.load(root, BOOT["samples"], BOOT["seed"], keys | lm.wanted(
+            {}, {"models": ["smollm2-135m"], "methods": ["x"], "runtimes": ["pytorch"], "bits": 4}))
+    assert "\n" not in str(exc.value)

@@ -13,14 +13,15 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import energy_figures, export, figures, lm, lm_coverage, lm_figures, lm_gate, report
+from stages.reporting import (energy_figures, export, figures, lm, lm_coverage, lm_figures, lm_gate, lm_render,
+                               report)
 from stages.reporting.metric_files import detector_variants, load_detector
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
 from stages.schema import params as P
 
 TASK = {"offline": "LAMBADA-style (offline BBC)"}   # the figures' name of the evaluation set per source
-PARAMS = ("coco.source", "lambada.source", "models", "detector", "bench_det", "eval_lm", "bench_lm",
+PARAMS = ("coco.source", "lambada.source", "models", "variants", "quant", "detector", "bench_det", "eval_lm", "bench_lm",
           "bootstrap", "verdict", "energy.grid_gco2_per_kwh", "energy.grid_country")
 
 
@@ -51,7 +52,7 @@ def lm_section(rows: dict[str, dict], models: dict[str, dict], metrics: Path, fr
                 + ").", ""]
     for model in sorted({r["model"] for r in rows.values()}):
         out += [f"### {model}", "", f"Base: {lm_coverage.base_of(metrics, model)}.", ""]
-        out += lm.table(rows, model) + [""]
+        out += lm_render.table(rows, model) + [""]
     return out + ["### What ran, per model", "", "Counts are scored variants; an empty cell says why."
                   " Unsupported cells are refused by check_params before any stage runs.", ""] \
         + lm_coverage.table(rows, models) + [""]
@@ -65,12 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args(argv)
     with timed("reading params and metrics"):
-        used = used_params(P.load(args.params, PARAMS)).copy()
+        p = P.load(args.params, PARAMS)
+        used, wanted = used_params(p).copy(), lm.wanted(p["variants"], p["quant"])
         used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
         grid = used.pop("grid_gco2_per_kwh")
         det, det_machine = load_detector(args.metrics, detector_variants(
             used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
-        rows = lm.load(args.metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"])
+        rows = lm.load(args.metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"],
+                       wanted)
         lm_gate.apply(rows, used["verdict"]["pass_fraction"])
     with timed("building figures"):
         items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows, TASK.get(used["lambada.source"], "LAMBADA"))
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report.render(det, lm_section(rows, used["models"], args.metrics, used["verdict"]["pass_fraction"]), used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
     det_summary = summarize(det)
-    summary = {"detector": det_summary["detector"], "lm": lm.summary(rows), "verdict": used["verdict"],
+    summary = {"detector": det_summary["detector"], "lm": lm_render.summary(rows), "verdict": used["verdict"],
                "higher_is_better": {**det_summary["higher_is_better"], "lm": lm.DIRECTIONS}}
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = {name: stack.enter_context(atomic_path(path)) for name, path in out.items()}
         tmp["summary"].write_text(json.dumps(summary, indent=2) + "\n")
         tmp["detector"].write_text(csv_text(det, DETECTOR_METRICS))
-        tmp["lm"].write_text(lm.csv_text(rows))
+        tmp["lm"].write_text(lm_render.csv_text(rows))
         tmp["report"].write_text(text)
         for name in ("html", "png"):
             tmp[name].mkdir()

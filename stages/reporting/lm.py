@@ -11,7 +11,6 @@ from pathlib import Path
 
 from stages.core.errors import PipelineError
 from stages.core.files import read_json
-from stages.meters.bandwidth import shown
 from stages.reporting.geometry import pareto
 from stages.tasks.intervals import bootstrap
 
@@ -102,16 +101,31 @@ def _sibling(root: Path, ev_path: Path, kind: str, rec: dict) -> dict:
     return doc
 
 
-def load(root: Path, samples: int, seed: int) -> dict[str, dict]:
+def wanted(variants: dict, quant: dict) -> set[str]:
+    """The eval keys the params ask for: every `variants` entry, and every quant sweep cell as
+    `<model>-<method>-<runtime>/int<bits>`. A metric file of another key is a leftover of other
+    params (a git-tracked file from the full run, during a profile's experiment): never shown."""
+    bits = quant["bits"] if isinstance(quant["bits"], list) else [quant["bits"]]
+    return set(variants) | {f"{m}-{q}-{r}/int{b}" for m in quant["models"] for q in quant["methods"]
+                            for r in quant["runtimes"] for b in bits}
+
+
+def load(root: Path, samples: int, seed: int, keys: set[str] | None = None) -> dict[str, dict]:
     """Rows per variant (key: the variant's metric file below metrics/lm/eval, without .json: a
     `variants` entry's name, or `<model>-<method>-<runtime>/int<bits>` of the quant sweep), with
-    paired deltas."""
+    paired deltas. `keys` (see `wanted`) limits the rows to those; each must have its file."""
     lm = root / "lm"
     compressed = (_read(p, "compress") for p in sorted((lm / "compress").rglob("*.json")))
     nodes = {canon(d["record"]): d for d in compressed}
     rows = {}
-    for path in sorted((lm / "eval").rglob("*.json")):
-        ev, key = _read(path, "eval"), path.relative_to(lm / "eval").with_suffix("").as_posix()
+    paths = {p.relative_to(lm / "eval").with_suffix("").as_posix(): p for p in (lm / "eval").rglob("*.json")}
+    if keys is not None:
+        if missing := sorted(keys - set(paths)):
+            raise PipelineError(f"no eval metrics for {missing[0]} ({lm / 'eval' / missing[0]}.json): "
+                                "run its lm_eval stage")
+        paths = {k: p for k, p in paths.items() if k in keys}
+    for key, path in sorted(paths.items()):
+        ev = _read(path, "eval")
         rec = ev["record"]
         bench, build = _sibling(lm, path, "bench", rec), _sibling(lm, path, "build", rec)
         hits = ev["hits"]
@@ -183,59 +197,3 @@ def verdict(row: dict) -> str:
         "on the speed front" if row["pareto_decode_tokens_per_s"] else \
         "on the size front" if row["pareto_size_mb"] else "dominated"
     return f"{acc}, {front}"
-
-
-def pct(v: float) -> str:
-    return f"{100 * v:.1f}"
-
-
-def table(rows: dict[str, dict], model: str) -> list[str]:
-    """One Markdown table of a model's variants, best accuracy first."""
-    mine = sorted((r for r in rows.values() if r["model"] == model), key=lambda r: -r["acc"])
-    out = ["| variant | bits | size MB | acc % [95% CI] | Δacc vs reference, paired (pt) | ppl | "
-           "decode tok/s | speed-up | TTFT ms | TPOT p90 ms | of bound | peak RSS MB | J/token | verdict |",
-           "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in mine:
-        lo, hi = r["acc_ci95"]
-        dlo, dhi = r["delta_acc_ci95"]
-        out.append(f"| {r['variant']} | {r['bits']} | {r['size_mb']:.0f} | {pct(r['acc'])} [{pct(lo)}, {pct(hi)}] | "
-                   f"{100 * r['delta_acc']:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}] | {r['ppl']:.1f} | "
-                   f"{r['decode_tokens_per_s']:.1f} | {r['speedup']:.2f}× | {r['ttft_ms']:.0f} | "
-                   f"{r['tpot_p90_ms']:.1f} | {shown(r['bandwidth_fraction'])} | {r['peak_rss_mb']:.0f} | "
-                   f"{r['energy_j_per_token']:.3g} | "
-                   f"{verdict(r)} |")
-    return out
-
-
-def summary(rows: dict[str, dict]) -> dict:
-    keep = ("model", "variant", "weights", "runtime", "bits", "num_examples", "acc", "acc_ci95", "delta_acc", "delta_acc_ci95", "ppl",
-            "decode_tokens_per_s", "speedup", "ttft_ms", "tpot_ms", "size_mb", "peak_rss_mb",
-            "energy_j_per_token", "energy_method")
-    return {k: {**{f: r[f] for f in keep}, "verdict": verdict(r), "cpu": r["cpu"],
-                **{f: r[f] for f in ("gate", "confident_n") if f in r}} for k, r in rows.items()}
-
-
-def readme_table(summary: dict, model: str) -> list[str]:
-    """The README's table of one model, from summary.json (best accuracy first)."""
-    mine = sorted((r for r in summary.values() if r["model"] == model), key=lambda r: -r["acc"])
-    out = ["| variant | bits | size MB | acc % [95% CI] | Δacc paired (pt) [95% CI] | decode tok/s | "
-           "speed-up | verdict |", "|---|---:|---:|---|---|---:|---:|---|"]
-    for r in mine:
-        (lo, hi), (dlo, dhi) = r["acc_ci95"], r["delta_acc_ci95"]
-        out.append(f"| {r['variant']} | {r['bits']} | {r['size_mb']:.0f} | {pct(r['acc'])} [{pct(lo)}, {pct(hi)}] | "
-                   f"{100 * r['delta_acc']:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}] | "
-                   f"{r['decode_tokens_per_s']:.1f} | {r['speedup']:.2f}× | {r['verdict']} |")
-    return out
-
-
-CSV_FIELDS = ("variant", "model", "runtime", "chain", "bits", "acc", "delta_acc", "ppl",
-              "decode_tokens_per_s", "ttft_ms", "size_mb", "peak_rss_mb", "energy_j_per_token",
-              "energy_method")
-
-
-def csv_text(rows: dict[str, dict]) -> str:
-    lines = [",".join(CSV_FIELDS)]
-    for key in sorted(rows, key=lambda k: (rows[k]["model"], -rows[k]["acc"])):
-        r = rows[key]
-        lines.append(",".join(f"{r['model']} · {r['variant']}" if f == "variant" else str(r[f]) for f in CSV_FIELDS))
-    return "\n".join(lines) + "\n"

@@ -2,7 +2,7 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm, lm_gate
+from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm_gate, lm_render
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
 
@@ -35,7 +35,7 @@ def render(summary: dict, k: int) -> str:
         mine = [r for r in summary["lm"].values() if r["model"] == model]
         lines += ["", f"Language model `{model}` on LAMBADA (Δacc: against its base "
                   f"on PyTorch fp32, the same examples; timed on {mine[0]['cpu']}):", ""]
-        lines += lm.readme_table(summary["lm"], model)
+        lines += lm_render.readme_table(summary["lm"], model)
     return "\n".join(lines + ["", END])
 
 
@@ -50,24 +50,35 @@ def _duration(seconds: float) -> str:
 
 
 def render_quickstart(run_time: dict, stages: list[str]) -> str:
-    """The three commands, with the run and test times measured (stages/entry/timed_repro.py)."""
+    """The commands of a first session, each with its time as measured: the full run from each
+    stage's wall time (stages/entry/timed_repro.py), set-up, the quick profile and the tests from
+    a fresh clone when one was timed (stages/entry/fresh_clone.py)."""
     timed = {s: run_time["stages"][s] for s in stages if s in run_time["stages"]}
     if not timed:
         raise ValueError("metrics/run_time.json times none of dvc.yaml's stages: "
                          "run them through python -m stages.entry.timed_repro")
     untimed = len(stages) - len(timed)
     cpus = sorted({f"{t['cpu']}, {t['cores']} cores" for t in timed.values()})
-    tests = run_time.get("tests")
+    fresh = run_time.get("fresh_clone", {})
+    tests = fresh.get("tests") or run_time.get("tests")
+    took = lambda step: f": {_duration(step['seconds'])}" if step else ""   # noqa: E731
     run = _duration(sum(t["seconds"] for t in timed.values()))
     lines = [QUICK_START, "", "```bash",
-             "bash setup.sh                                  # 1. set up (.venv, pinned wheels)",
-             f"source .venv/bin/activate && dvc repro         # 2. the whole pipeline, offline default: {run}",
-             "source .venv/bin/activate && python -m pytest  # 3. the tests"
-             + (f": {_duration(tests['seconds'])}" if tests else ""), "```", "",
-             f"Times measured on {' and '.join(cpus)}: the run is the sum of {len(timed)} stages' wall "
-             "times (metrics/run_time.json, written by `python -m stages.entry.timed_repro`, which wraps "
-             "`dvc repro`)" + (f"; {untimed} of the {len(stages)} stages ran before times were recorded "
-                               "and are not in it" if untimed else "") + ". A second `dvc repro` does nothing."]
+             "bash setup.sh && source .venv/bin/activate  # 1. set up (.venv, pinned wheels)"
+             + took(fresh.get("setup")),
+             "python -m stages.entry.profile quick         # 2. a first look (below)" + took(fresh.get("quick")),
+             f"dvc repro                                    # 3. the whole pipeline, offline default: {run}",
+             "python -m pytest                             # 4. the tests" + took(tests), "```", ""]
+    said = (f"Steps 1, 2 and 4 were timed one after another in a fresh clone (commit "
+            f"{fresh['commit'][:7]}, {fresh['cpu']}, {fresh['cores']} cores; `python -m "
+            "stages.entry.fresh_clone`), step 2 on an empty DVC cache"
+            + (f"; the tests ended {tests['summary']}" if tests and "summary" in tests else "")
+            + ". ") if fresh else ""
+    lines.append(said + f"Step 3 is the sum of {len(timed)} stages' wall times on {' and '.join(cpus)} "
+                 "(metrics/run_time.json, written by `python -m stages.entry.timed_repro`, which wraps "
+                 "`dvc repro`)" + (f"; {untimed} of the {len(stages)} stages ran before times were "
+                                   "recorded and are not in it" if untimed else "")
+                 + ". A second `dvc repro` does nothing.")
     long = sorted(((t["seconds"], s) for s, t in timed.items() if t["seconds"] > LONG_S), reverse=True)
     if long:
         lines += ["", f"Stages over {LONG_S // 60} minutes: " + "; ".join(

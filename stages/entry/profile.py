@@ -1,0 +1,91 @@
+"""Run a profile: `python -m stages.entry.profile quick [dvc exp run arguments]`.
+
+A profile is a committed list of `dvc exp run -S` overrides (stages/profiles/<name>.yaml). This
+applies them to a copy of params.yaml and checks the result against the params schema first, so
+a bad override is one line before DVC starts; then it runs `dvc exp run -S ... [arguments]` in
+this workspace, printing the command. The result is an ordinary DVC experiment: `dvc exp show`
+lists it, `plots/report.md` shows it, and `git checkout -- . && dvc checkout` returns to the
+default. `--record FILE` also writes the run's wall time and host to FILE (JSON), as the
+README's times are measured (stages/entry/fresh_clone.py).
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from stages.core.errors import PipelineError, log, run_main
+from stages.core.files import write_json
+from stages.entry.check_params import preflight
+from stages.meters.machine import record
+from stages.schema import params as P
+
+FOLDER = Path(__file__).resolve().parents[1] / "profiles"
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in FOLDER.glob("*.yaml"))
+
+
+def overrides(name: str) -> list[str]:
+    """The profile's `-S` overrides, in order."""
+    path = FOLDER / f"{name}.yaml"
+    if not path.is_file():
+        raise PipelineError(f"unknown profile {name!r}; profiles: {', '.join(names())}")
+    doc = yaml.safe_load(path.read_text())
+    items = doc.get("overrides") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise PipelineError(f"{path}: expected a list of strings under 'overrides'")
+    return items
+
+
+def applied(params: Path, items: list[str]) -> dict:
+    """params.yaml with the overrides applied by DVC's own code (as `dvc exp run -S` will), then
+    validated; the file itself is left as it is."""
+    from dvc.utils.hydra import apply_overrides   # DVC's -S parser (Hydra's override grammar)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "params.yaml"
+        shutil.copyfile(params, copy)
+        try:
+            apply_overrides(copy, items)
+        except Exception as exc:   # DVC raises its InvalidArgumentError with Hydra's cause
+            cause = exc.__cause__ or exc
+            raise PipelineError(f"a profile override does not apply: {str(cause).splitlines()[0]}") from None
+        preflight(P.validate(P.read(copy), params))   # exactly what check_params will run
+        return yaml.safe_load(copy.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="a file stem in stages/profiles (quick)")
+    ap.add_argument("--params", default="params.yaml", type=Path)
+    ap.add_argument("--record", type=Path, help="also write the wall time and host here (JSON)")
+    args, rest = ap.parse_known_args(argv)
+    items = overrides(args.name)
+    applied(args.params, items)
+    cmd = ["dvc", "exp", "run", "--message", f"profile {args.name}", *rest]
+    for item in items:
+        cmd += ["-S", item]
+    print("$ " + shlex.join(cmd), flush=True)
+    t0 = time.monotonic()
+    code = subprocess.call(cmd)
+    seconds = round(time.monotonic() - t0, 1)
+    log.info("profile %s: dvc exp run exited %d after %.0f s", args.name, code, seconds)
+    if args.record:
+        machine = record()
+        write_json(args.record, {"profile": args.name, "seconds": seconds, "exit_code": code,
+                                 "cpu": machine.get("cpu"), "cores": machine.get("usable_cores")})
+    if code:
+        raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    run_main(main)
