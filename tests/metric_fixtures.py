@@ -89,6 +89,7 @@ VERSIONS = {"pytorch": {"torch": "2.9.0", "transformers": "4.57.1", "gptqmodel":
 BUILD_INFO = {"pytorch": {}, "ort_genai": {"head_type": "int8"}, "openvino": {"tensor_types": {"i8": 210}},
               "llamacpp": {"tensor_types": {"F32": 61, "Q8_0": 210}, "head_type": "Q8_0"}}
 REF_HITS = "1" * 12 + "0" * 8                               # smollm2-135m on PyTorch fp32: 12/20
+HOST = "test-host"   # the `host` the fixtures' benchmarks are filed under (metrics/*/bench/<host>/)
 LM_VARIANTS = {  # variant (file stem): (node, runtime, knobs, hits, decode tok/s, size MB)
     "smollm2-135m-pytorch": ("smollm2-135m", "pytorch", PT, REF_HITS, 30.0, 541.6),
     "smollm2-135m-ort-int4": ("smollm2-135m", "ort_genai", {**ORT, "precision": "int4"},
@@ -168,7 +169,7 @@ def write_lm(root: Path) -> Path:
     for node in LM_NODES:
         write_json(root / "lm" / "compress" / f"{node}.json", lm_compress(node))
     for v in LM_VARIANTS:
-        for part, doc in (("build", lm_build), ("eval", lm_eval), ("bench", lm_bench)):
+        for part, doc in (("build", lm_build), ("eval", lm_eval), (f"bench/{HOST}", lm_bench)):
             write_json(root / "lm" / part / f"{v}.json", doc(v))
     return root
 
@@ -177,10 +178,19 @@ def write_metrics(root: Path, ground_truth: bool = False) -> Path:
     """metrics/{detector,lm}/... as the detector stages and the LM stages write them."""
     for v in DET:
         M.write(root / "detector" / "eval" / f"{v}.json", det_eval(v, ground_truth))
-        M.write(root / "detector" / "bench" / f"{v}.json", det_bench(v))
+        M.write(root / "detector" / "bench" / HOST / f"{v}.json", det_bench(v))
         M.write(root / "detector" / "convert" / f"{v}.json", det_convert(v))
     M.write(root / "detector" / "agreement.json", M.AgreementFile({
         v: M.Agreement(agreement_mAP=a, agreement_mAP_ci95=ci(min(a, 0.98)),
                        agreement_AP50=min(1, a * 1.05), agreement_AP50_ci95=ci(min(a, 0.98)))
         for v, (_, _, a, _) in DET.items()}))
     return write_lm(root)
+
+
+# params.yaml for the fixtures: the real file with `host` and the LM tables naming these variants
+PARAMS.update(host=HOST, quant={**PARAMS["quant"], "models": []}, compress={
+    node: {"model": "smollm2-135m", "input": source, "method": method, **({"bits": 4} if method == "gptq" else {})}
+    for node, (source, method, *_) in LM_NODES.items()}, variants={
+    v: {"node": node, "runtime": rt, **({} if rt == "pytorch" and k["precision"] == "fp32" else {"precision": k["precision"]})}
+    for v, (node, rt, k, *_) in LM_VARIANTS.items()})
+

@@ -11,7 +11,7 @@ import yaml
 
 from stages.core.errors import PipelineError
 from stages.entry import aggregate
-from tests.metric_fixtures import LM_VARIANTS, PARAMS, write_metrics
+from tests.metric_fixtures import HOST, LM_VARIANTS, PARAMS, write_metrics
 
 VARIANTS = ["float32", "float16", "int8", "int16x8", "dynamic_int8", "onnxruntime-float32", "onnxruntime-int8",
             "openvino-float32", "openvino-int8"]
@@ -57,7 +57,8 @@ DET_STEMS = {"detector_size", "detector_accuracy", "detector_speed", "detector_t
 def test_writes_summary_tables_report_and_figures(workdir, no_png):
     run(workdir)
     summary = json.loads((workdir / "out" / "summary.json").read_text())
-    assert list(summary) == ["detector", "lm", "verdict", "higher_is_better"]
+    assert list(summary) == ["detector", "lm", "verdict", "host", "hosts", "higher_is_better"]
+    assert summary["host"] == HOST and list(summary["hosts"]) == [HOST]
     assert list(summary["detector"]) == VARIANTS
     keys = flat(summary)
     assert [keys[f"detector.openvino-int8.{k}"] for k in ("runtime", "precision", "peak_rss_mb")] == \
@@ -135,15 +136,16 @@ ORT = "smollm2-135m-ort-int4.json"
 
 @pytest.mark.parametrize("breakage, message", [
     (lambda m: (m / "detector" / "eval" / "int8.json").unlink(), "detector/eval/int8.json"),
-    (lambda m: (m / "detector" / "bench" / "int8.json").unlink(), "detector/bench/int8.json"),
+    (lambda m: (m / "detector" / "bench" / HOST / "int8.json").unlink(), f"detector/bench/{HOST}/int8.json"),
     (lambda m: (m / "detector" / "convert" / "int8.json").unlink(), "detector/convert/int8.json"),
     (lambda m: (m / "detector" / "eval" / "float16.json").write_text("{not json"), "corrupt"),
-    (lambda m: (m / "lm" / "bench" / ORT).unlink(), f"eval/{ORT} has no bench metrics .*lm_bench stage"),
+    (lambda m: (m / "lm" / "bench" / HOST / ORT).unlink(), f"eval/{ORT} has no bench metrics .*lm_bench stage"),
     (lambda m: (m / "lm" / "build" / ORT).unlink(), f"eval/{ORT} has no build metrics"),
     (lambda m: (m / "lm" / "compress" / "smollm2-135m-prune+gptq4.json").unlink(),
      r"no compress metrics for step 2 \(gptq\) of its chain"),
     (lambda m: (m / "lm" / "eval" / ORT).write_text("{not json"), f"LM eval metric file .*{ORT} is corrupt"),
-    (lambda m: (m / "lm" / "eval" / "gemma3-270m-pytorch.json").unlink(), "gemma3-270m: no base PyTorch fp32"),
+    (lambda m: (m / "lm" / "eval" / "gemma3-270m-pytorch.json").unlink(),
+     "no eval metrics for gemma3-270m-pytorch .*run its lm_eval stage"),
 ])
 def test_missing_or_corrupt_file_is_a_clear_error(workdir, no_png, breakage, message):
     breakage(workdir / "metrics")
@@ -160,22 +162,22 @@ def edit(path: Path, change) -> None:
 
 
 @pytest.mark.parametrize("file, change, message", [
-    ("detector/bench/float16.json", lambda d: d.pop("latency_ms_p90"),
-     r"bench/float16.json: 'latency_ms_p90': Field required"),
+    (f"detector/bench/{HOST}/float16.json", lambda d: d.pop("latency_ms_p90"),
+     rf"bench/{HOST}/float16.json: 'latency_ms_p90': Field required"),
     ("detector/agreement.json", lambda d: d.pop("int8"), r"agreement.json: missing key 'int8'"),
     ("detector/agreement.json", lambda d: d["int8"].pop("agreement_mAP"),
      r"agreement.json: 'int8.agreement_mAP': Field required"),
     (f"lm/eval/{ORT}", lambda d: d.pop("hits"), rf"{ORT}: missing key 'hits'"),
     (f"lm/eval/{ORT}", lambda d: d["record"].pop("chain"), rf"{ORT}: missing key 'record.chain'"),
     (f"lm/eval/{ORT}", lambda d: d.update(acc="high"), rf"{ORT}: 'acc' is 'high', not a number"),
-    (f"lm/bench/{ORT}", lambda d: d.update(decode_tokens_per_s=None), r"'decode_tokens_per_s' is None"),
-    (f"lm/bench/{ORT}", lambda d: d.pop("energy_decode"), rf"bench/{ORT}: missing key 'energy_decode'"),
+    (f"lm/bench/{HOST}/{ORT}", lambda d: d.update(decode_tokens_per_s=None), r"'decode_tokens_per_s' is None"),
+    (f"lm/bench/{HOST}/{ORT}", lambda d: d.pop("energy_decode"), rf"bench/{HOST}/{ORT}: missing key 'energy_decode'"),
     ("lm/compress/smollm2-135m-prune.json", lambda d: d.pop("compress_energy"), r"missing key 'compress_energy'"),
-    (f"lm/bench/{ORT}", lambda d: d["record"]["knobs"].update(precision="int8"), r"its record is not .*eval/"),
+    (f"lm/bench/{HOST}/{ORT}", lambda d: d["record"]["knobs"].update(precision="int8"), r"its record is not .*eval/"),
     (f"lm/eval/{ORT}", lambda d: d.update(hits=d["hits"][:-1] + "2"), r"'hits' is not one 0/1 character"),
     (f"lm/eval/{ORT}", lambda d: d.update(hits=d["hits"][:-1], num_examples=19),
      r"scored different examples \(19 vs 20\)"),
-    ("detector/bench/int8.json", lambda d: d["energy_e2e"].update(method="guess"), r"'energy_e2e.method'"),
+    (f"detector/bench/{HOST}/int8.json", lambda d: d["energy_e2e"].update(method="guess"), r"'energy_e2e.method'"),
     ("detector/eval/int8.json", lambda d: d.update(has_ground_truth=True),
      r"int8.json: 'AP' is null although has_ground_truth is true"),
 ])

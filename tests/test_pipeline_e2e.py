@@ -49,7 +49,7 @@ def tiny_params() -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY.items():
         raw[section].update(values)
-    raw.update(LM)
+    raw.update(LM, host="host-a")
     return raw
 
 
@@ -58,7 +58,7 @@ def copy_tree(dest: Path, model: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.split("\n")
     for rel in filter(None, files):
-        if (ROOT / rel).is_file() and not rel.startswith("metrics/lm/"):   # this DAG writes its own
+        if (ROOT / rel).is_file() and not rel.startswith(("metrics/lm/", "metrics/detector/")):   # this DAG writes its own
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     shutil.copytree(model, dest / "tiny-lm")
@@ -265,3 +265,30 @@ def test_a_clone_at_another_path_gives_the_same_hashes_and_builds_without_gptq(r
     a, b = lock_outs(repo), lock_outs(other)
     for stage in DATA_STAGES:
         assert a[stage] == b[stage], stage
+
+
+def test_two_hosts_share_one_remote_and_one_report(repo, tmp_path):
+    """The fleet recipe (docs/pipeline.md): a second machine pulls everything, times only the
+    benchmarks under its own host name (`dvc exp run -S host=...`), pushes that experiment; the
+    aggregating clone takes its bench folders and one aggregate shows both hosts side by side."""
+    remote = tmp_path / "fleet-remote"
+    sh(repo, f"dvc remote add --local -d fleet {remote}")
+    sh(repo, "dvc push --all-commits --run-cache")   # every commit's outputs: B checks out HEAD
+    b = tmp_path / "machine_b" / "clone"
+    sh(tmp_path, f"git clone -q {repo} {b}")
+    sh(b, f"dvc remote add --local -d fleet {remote}")
+    sh(b, "dvc pull")
+    out = dvc(b, "dvc exp run -n host-b -S host=host-b")
+    timed = ran(out) - {"check_params", "aggregate"}
+    assert timed and all(s.startswith(("det_bench", "lm_bench", "lm_sweep_bench")) for s in timed), timed
+    assert (b / "metrics" / "lm" / "bench" / "host-b" / "tiny-pytorch.json").is_file()
+    sh(b, "dvc exp push origin host-b")   # origin: the shared git remote (clone A here)
+    ref = next(r for r in sh(repo, "git for-each-ref --format=%(refname) refs/exps").split() if r.endswith("/host-b"))
+    sh(repo, f"git checkout {ref} -- metrics/lm/bench/host-b metrics/detector/bench/host-b")
+    assert ran(dvc(repo, "dvc repro")) == {"aggregate"}
+    report = (repo / "plots" / "report.md").read_text()
+    section = report[report.index("## Speed per host"):]
+    assert "| host-a (" in section and " | host-b (" in section
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert summary["host"] == "host-a" and set(summary["hosts"]) == {"host-a", "host-b"}
+

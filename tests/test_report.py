@@ -14,7 +14,7 @@ from stages.reporting.specs import DETECTOR_METRICS, Metric
 from stages.reporting.summary import machine_lines
 from stages.reporting.tables import cell, fmt_value, label, overlaps
 from stages.tasks.intervals import bootstrap
-from tests.metric_fixtures import LM_VARIANTS, MACHINE as RECORD, PARAMS, REF_HITS, variant_record, write_metrics
+from tests.metric_fixtures import HOST, LM_VARIANTS, MACHINE as RECORD, PARAMS, REF_HITS, variant_record, write_metrics
 
 MACHINE = machine_lines(RECORD)
 FIGS = [("smollm2-135m: accuracy vs decode speed", "png/lm_smollm2-135m_decode_tokens_per_s.png"),
@@ -202,7 +202,7 @@ def test_reference_is_the_base_pytorch_fp32_variant(lm_rows):
 
 def test_a_model_without_a_reference_is_a_one_line_error(tmp_path):
     root = write_metrics(tmp_path / "metrics")
-    for part in ("eval", "bench", "build"):   # gemma keeps its PyTorch bf16 base: not fp32
+    for part in ("eval", f"bench/{HOST}", "build"):   # gemma keeps its PyTorch bf16 base: not fp32
         (root / "lm" / part / "gemma3-270m-pytorch.json").unlink()
     with pytest.raises(PipelineError, match=r"^gemma3-270m: no base PyTorch fp32 variant") as exc:
         lm.load(root, BOOT["samples"], BOOT["seed"])
@@ -211,7 +211,7 @@ def test_a_model_without_a_reference_is_a_one_line_error(tmp_path):
 
 def test_a_missing_bench_file_is_a_one_line_error(tmp_path):
     root = write_metrics(tmp_path / "metrics")
-    (root / "lm" / "bench" / "smollm2-135m-ort-int4.json").unlink()
+    (root / "lm" / "bench" / HOST / "smollm2-135m-ort-int4.json").unlink()
     with pytest.raises(PipelineError, match=r"eval/smollm2-135m-ort-int4.json has no bench metrics") as exc:
         lm.load(root, BOOT["samples"], BOOT["seed"])
     assert "\n" not in str(exc.value)

@@ -13,22 +13,22 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import (energy_figures, export, figures, lm, lm_coverage, lm_figures, lm_gate, lm_render,
-                               report)
+from stages.reporting import (energy_figures, export, figures, hosts, lm, lm_coverage, lm_figures, lm_gate,
+                               lm_render, report)
 from stages.reporting.metric_files import detector_variants, load_detector
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
 from stages.schema import params as P
 
 TASK = {"offline": "LAMBADA-style (offline BBC)"}   # the figures' name of the evaluation set per source
-PARAMS = ("coco.source", "lambada.source", "models", "variants", "quant", "detector", "bench_det", "eval_lm", "bench_lm",
+PARAMS = ("host", "coco.source", "lambada.source", "models", "variants", "quant", "detector", "bench_det", "eval_lm", "bench_lm",
           "bootstrap", "verdict", "energy.grid_gco2_per_kwh", "energy.grid_country")
 
 
 def used_params(p: dict) -> dict:
     """The params as the report prints them, keyed as in dvc.yaml."""
     grid, source = grid_intensity(p["energy"]["grid_gco2_per_kwh"], p["energy"]["grid_country"])
-    return {"coco.source": p["coco"]["source"], "lambada.source": p["lambada"]["source"],
+    return {"host": p["host"], "coco.source": p["coco"]["source"], "lambada.source": p["lambada"]["source"],
             **{key: p[key] for key in ("models", "detector", "bench_det", "eval_lm", "bench_lm", "bootstrap",
                                    "verdict")},
             "energy": p["energy"], "grid": f"{grid:g} gCO2e/kWh ({source})", "grid_gco2_per_kwh": grid}
@@ -70,18 +70,21 @@ def main(argv: list[str] | None = None) -> None:
         used, wanted = used_params(p).copy(), lm.wanted(p["variants"], p["quant"])
         used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
         grid = used.pop("grid_gco2_per_kwh")
-        det, det_machine = load_detector(args.metrics, detector_variants(
-            used["detector"]["precisions"], used["detector"]["runtimes"]), grid)
+        det_variants = detector_variants(used["detector"]["precisions"], used["detector"]["runtimes"])
+        det, det_machine = load_detector(args.metrics, det_variants, grid, used["host"])
         rows = lm.load(args.metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"],
-                       wanted)
+                       wanted, used["host"])
+        machines = hosts.collect(args.metrics)
         lm_gate.apply(rows, used["verdict"]["pass_fraction"])
     with timed("building figures"):
         items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows, TASK.get(used["lambada.source"], "LAMBADA"))
         browser = export.find_browser()
-    text = report.render(det, lm_section(rows, used["models"], args.metrics, used["verdict"]["pass_fraction"]), used, machine_lines(det_machine),
+    text = report.render(det, lm_section(rows, used["models"], args.metrics, used["verdict"]["pass_fraction"])
+                         + hosts.section(machines, sorted(rows), det_variants), used, machine_lines(det_machine),
                          [(title, f"png/{stem}.png") for stem, title, _ in items])
     det_summary = summarize(det)
     summary = {"detector": det_summary["detector"], "lm": lm_render.summary(rows), "verdict": used["verdict"],
+               "host": used["host"], "hosts": hosts.summary(machines),
                "higher_is_better": {**det_summary["higher_is_better"], "lm": lm.DIRECTIONS}}
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",

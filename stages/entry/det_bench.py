@@ -17,15 +17,17 @@ import numpy as np
 
 from stages.core.errors import log, run_main, timed
 from stages.meters import energy as E
+from stages.meters import host as H
 from stages.meters.machine import record
 from stages.runtimes.detect_images import detect_all, open_detector, prepare
 from stages.schema import metrics as M
 from stages.schema.common import Energy
 from stages.schema.detector import BenchDet
+from stages.schema.host import HostName
 from stages.schema.load import load_sections
 
-PARAMS = ("bench_det",) + E.PARAMS
-SCHEMAS = {"bench_det": BenchDet, "energy": Energy}  # validated here (check_params: the whole file)
+PARAMS = ("host", "bench_det") + E.PARAMS
+SCHEMAS = {"host": HostName, "bench_det": BenchDet, "energy": Energy}  # validated here (check_params: the whole file)
 
 
 def size_mb(model: Path) -> float:
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = load_sections(args.params, PARAMS, SCHEMAS)
+    H.check(Path(args.metrics).parent, p["host"], record())   # another machine's host name: before timing
     cfg, meter = p["bench_det"], E.open_meter(p["energy"])  # every detector runtime runs on the CPU
     runtime, precision, det, gt, paths = open_detector(args.variant, args.model, args.data, cfg["threads"])
     x = prepare(paths[0])

@@ -16,15 +16,16 @@ from pathlib import Path
 from stages.core.errors import run_main, timed
 from stages.core.files import atomic_path, dir_size_mb, require_dir, write_json
 from stages.datasets.lambada import read_texts
-from stages.meters import bandwidth, energy as E, fresh_process
+from stages.meters import bandwidth, energy as E, fresh_process, host as H
 from stages.meters.lm_latency import measure
 from stages.meters.machine import record as machine
 from stages.models import lm_record
 from stages.schema.common import Energy
+from stages.schema.host import HostName
 from stages.schema.load import load_sections
 from stages.schema.lm_protocol import BenchLm
 
-PARAMS = ("bench_lm",) + E.PARAMS
+PARAMS = ("host", "bench_lm") + E.PARAMS
 STREAM_TEXTS = 200   # evaluation texts joined into the token stream the prompts are cut from
 
 
@@ -39,7 +40,7 @@ def timing(folder: str, ids: list[int], cfg: dict, energy: dict) -> dict:
                    E.open_meter(energy))
 
 
-def bench(build: Path, text: str, cfg: dict, energy: dict) -> dict:
+def bench(build: Path, text: str, cfg: dict, energy: dict, host: str) -> dict:
     """One artifact timed in a fresh process, with its bandwidth bound."""
     from stages.runtimes import lm as runtimes
     from stages.runtimes.lm.base import tokenizer
@@ -56,7 +57,7 @@ def bench(build: Path, text: str, cfg: dict, energy: dict) -> dict:
     return {"record": record, "threads": cfg["threads"], **speed, "size_mb": round(dir_size_mb(build), 2),
             "weight_bytes_per_token": per_token, "bandwidth_gb_s": bw,
             "bandwidth_fraction": bandwidth.fraction(speed["decode_tokens_per_s"], bw, per_token),
-            "machine": machine()}
+            "machine": machine(), "host": host}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,18 +66,19 @@ def main(argv: list[str] | None = None) -> None:
         ap.add_argument(flag, required=True, type=Path)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    p = load_sections(args.params, PARAMS, {"bench_lm": BenchLm, "energy": Energy})
+    p = load_sections(args.params, PARAMS, {"host": HostName, "bench_lm": BenchLm, "energy": Energy})
     cfg = p["bench_lm"]
+    H.check(args.out.parent, p["host"], machine())   # another machine's host name: before timing
     E.open_meter(p["energy"]).close()   # a bad energy param or a missing counter: before any timing
     require_dir(args.build, "built variant folder")
     units = lm_record.units(args.build)
     text = "\n\n".join(read_texts(args.data, 0)[:STREAM_TEXTS])
     if units[0][0] == "":
-        return write_json(args.out, bench(args.build, text, cfg, p["energy"]))
+        return write_json(args.out, bench(args.build, text, cfg, p["energy"], p["host"]))
     with atomic_path(args.out) as out:   # a quant sweep: <out>/int<bits>.json each
         out.mkdir()
         for name, build in units:
-            write_json(out / f"{name}.json", bench(build, text, cfg, p["energy"]))
+            write_json(out / f"{name}.json", bench(build, text, cfg, p["energy"], p["host"]))
 
 
 if __name__ == "__main__":

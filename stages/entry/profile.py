@@ -46,6 +46,22 @@ def overrides(name: str) -> list[str]:
     return items
 
 
+def effective(params: Path, items: list[str]) -> list[str]:
+    """The overrides without the deletions of keys already absent, so that a profile applies
+    again on top of itself (a second run in the same workspace)."""
+    raw = yaml.safe_load(params.read_text()) or {}
+
+    def present(key: str) -> bool:
+        node = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    return [x for x in items if not (x.startswith("~") and "=" not in x and not present(x[1:]))]
+
+
 def applied(params: Path, items: list[str]) -> dict:
     """params.yaml with the overrides applied by DVC's own code (as `dvc exp run -S` will), then
     validated; the file itself is left as it is."""
@@ -69,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml", type=Path)
     ap.add_argument("--record", type=Path, help="also write the wall time and host here (JSON)")
     args, rest = ap.parse_known_args(argv)
-    items = overrides(args.name)
+    items = effective(args.params, overrides(args.name))
     applied(args.params, items)
     cmd = ["dvc", "exp", "run", "--message", f"profile {args.name}", *rest]
     for item in items:

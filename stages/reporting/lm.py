@@ -12,6 +12,7 @@ from pathlib import Path
 from stages.core.errors import PipelineError
 from stages.core.files import read_json
 from stages.reporting.geometry import pareto
+from stages.reporting.hosts import bench_host
 from stages.tasks.intervals import bootstrap
 
 BITS = {"fp32": 32, "f32": 32, "f16": 16, "bf16": 16, "int8": 8, "q8_0": 8, "int4": 4, "q4_0": 4, "q4_k_m": 4}
@@ -90,9 +91,9 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _sibling(root: Path, ev_path: Path, kind: str, rec: dict) -> dict:
-    """The bench or build file of an eval file's variant, of the same artifact (same record)."""
-    path = root / kind / ev_path.relative_to(root / "eval")
+def _sibling(root: Path, ev_path: Path, kind: str, rec: dict, host: str | None = None) -> dict:
+    """The bench (of `host`) or build file of an eval file's variant, of the same artifact."""
+    path = (bench_host(root / kind, host) if kind == "bench" else root / kind) / ev_path.relative_to(root / "eval")
     if not path.is_file():
         raise PipelineError(f"{ev_path} has no {kind} metrics ({path} not found): run its lm_{kind} stage")
     doc = _read(path, kind)
@@ -110,10 +111,12 @@ def wanted(variants: dict, quant: dict) -> set[str]:
                             for r in quant["runtimes"] for b in bits}
 
 
-def load(root: Path, samples: int, seed: int, keys: set[str] | None = None) -> dict[str, dict]:
+def load(root: Path, samples: int, seed: int, keys: set[str] | None = None,
+         host: str | None = None) -> dict[str, dict]:
     """Rows per variant (key: the variant's metric file below metrics/lm/eval, without .json: a
     `variants` entry's name, or `<model>-<method>-<runtime>/int<bits>` of the quant sweep), with
-    paired deltas. `keys` (see `wanted`) limits the rows to those; each must have its file."""
+    paired deltas, timed on `host` (None: the only host). `keys` (see `wanted`) limits the rows
+    to those; each must have its file."""
     lm = root / "lm"
     compressed = (_read(p, "compress") for p in sorted((lm / "compress").rglob("*.json")))
     nodes = {canon(d["record"]): d for d in compressed}
@@ -127,7 +130,7 @@ def load(root: Path, samples: int, seed: int, keys: set[str] | None = None) -> d
     for key, path in sorted(paths.items()):
         ev = _read(path, "eval")
         rec = ev["record"]
-        bench, build = _sibling(lm, path, "bench", rec), _sibling(lm, path, "build", rec)
+        bench, build = _sibling(lm, path, "bench", rec, host), _sibling(lm, path, "build", rec)
         hits = ev["hits"]
         if not isinstance(hits, str) or set(hits) - {"0", "1"} or len(hits) != ev["num_examples"]:
             raise PipelineError(f"{path}: 'hits' is not one 0/1 character per example ({ev['num_examples']})")

@@ -8,6 +8,7 @@ from pathlib import Path
 from stages.core.errors import PipelineError
 from stages.meters.cpu_power import WORLD_GCO2_PER_KWH
 from stages.reporting import energy as E
+from stages.reporting.hosts import bench_host
 from stages.schema import metrics as M
 
 DETECTOR_ORDER = ("float32", "float16", "int8", "int16x8", "dynamic_int8")  # fixed order of every table
@@ -26,15 +27,16 @@ def _entry(doc, variant: str, path: Path):
     return doc.root[variant]
 
 
-def load_detector(root: Path, variants: list[str],
-                  grid: float = WORLD_GCO2_PER_KWH) -> tuple[dict[str, dict], dict]:
-    """Rows of eval + bench + convert + agreement per variant (energy and carbon at `grid`
-    gCO2e/kWh), and the bench stage's machine record."""
+def load_detector(root: Path, variants: list[str], grid: float = WORLD_GCO2_PER_KWH,
+                  host: str | None = None) -> tuple[dict[str, dict], dict]:
+    """Rows of eval + bench (of `host`) + convert + agreement per variant (energy and carbon at
+    `grid` gCO2e/kWh), and the bench stage's machine record."""
     agree_path = root / "detector" / "agreement.json"
     agreement = M.read(agree_path, M.AgreementFile)
     rows, machine = {}, {}
+    bench_dir = bench_host(root / "detector" / "bench", host)
     for v in variants:
-        ev_path, bench_path = (root / "detector" / part / f"{v}.json" for part in ("eval", "bench"))
+        ev_path, bench_path = root / "detector" / "eval" / f"{v}.json", bench_dir / f"{v}.json"
         row = M.read(ev_path, M.DetEval).model_dump()
         if row["has_ground_truth"] and row["AP"] is None:  # AP_small etc. may be null (-1)
             raise PipelineError(f"{ev_path}: 'AP' is null although has_ground_truth is true")

@@ -59,6 +59,9 @@ def render(det: dict[str, dict], lm_section: list[str], params: dict, machine: d
     parts = ["# Results: what compression does to a detector and a language model", "",
              "## Data and model sources", ""]
     parts += [f"- `{name}`: **{value}**" for name, value in src.items()]
+    if "host" in params:
+        parts += [f"- `host`: **{params['host']}**: every speed, memory and energy figure below was "
+                  "timed there (metrics/*/bench/<host>/)"]
     notes = caveats(params, det)
     if notes:
         parts += ["", "## Caveats", ""] + [f"- {line}" for line in notes]

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from stages.schema.common import Bootstrap, Energy
 from stages.schema.detector import BenchDet, Coco, Detector
+from stages.schema.host import HostName
 from stages.schema.lm_tables import LmTables
 from stages.schema.lm_protocol import BenchLm, EvalLm
 from stages.schema.params_lm import GpuLm, Lambada
@@ -22,6 +23,7 @@ class Params(LmTables):
     """The whole file: the detector's and the shared sections, the LM sections and the LM
     tables (whose validator checks their graph; check_params then checks the plugins)."""
     seed: int = Field(ge=0)
+    host: HostName                      # this machine's name: benchmarks are filed under it
     coco: Coco
     detector: Detector
     bootstrap: Bootstrap
