@@ -280,7 +280,7 @@ def test_corrupt_tflite_is_a_pipeline_error(tmp_path, content):
 
 def test_eval_and_bench_reject_bad_models_and_keep_outputs(tmp_path):
     params, data = tiny_coco(tmp_path)
-    dets, metrics = keep(tmp_path / "d.json"), keep(tmp_path / "m.json")
+    dets, metrics = keep(tmp_path / "d.json"), keep(tmp_path / "bench" / "m.json")
     args = ["--data", str(data / "eval.json"), "--metrics", str(metrics), "--params", str(params)]
     eval_args = args + ["--detections", str(dets)]
     for stage, extra in ((det_eval, eval_args), (det_bench, args)):
@@ -332,11 +332,11 @@ def test_bench_times_after_warmup_and_records_threads(tmp_path, monkeypatch):
     monkeypatch.setattr(runtimes, "detector", lambda *a: made.append(a) or fake)
     (tmp_path / "m.tflite").write_bytes(b"12345")
     det_bench.main(["--variant", "float16", "--model", str(tmp_path / "m.tflite"), "--data",
-                    str(data / "eval.json"), "--metrics", str(tmp_path / "b.json"),
+                    str(data / "eval.json"), "--metrics", str(tmp_path / "bench" / "b.json"),
                     "--params", str(params)])
     assert made[0][0] == "litert" and made[0][2] == 3
     assert fake.calls == 2 + 7 + 5  # warm-up, timed invokes, then every image end to end
-    b = M.read(tmp_path / "b.json", M.DetBench)
+    b = M.read(tmp_path / "bench" / "b.json", M.DetBench)
     assert b.threads == 3 and b.num_images == 5 and b.size_mb == pytest.approx(5e-6)
     assert b.e2e_over_invoke == pytest.approx(b.images_per_s / b.invoke_per_s)
     assert b.invoke_per_s == pytest.approx(1e3 / b.latency_ms_median)

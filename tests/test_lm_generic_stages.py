@@ -68,7 +68,7 @@ def pipeline(tmp_path_factory, tiny_qwen2):
         lm_eval.main(["--build", str(b), "--data", str(data), "--out", str(m / f"eval-{key}.json"),
                       "--params", params])
         builds[key] = b
-    lm_bench.main(["--build", str(builds["base"]), "--data", str(data), "--out", str(m / "bench-base.json"),
+    lm_bench.main(["--build", str(builds["base"]), "--data", str(data), "--out", str(m / "bench" / "bench-base.json"),
                    "--params", params])
     return {"nodes": n, "metrics": m, "builds": builds}
 
@@ -100,7 +100,7 @@ def test_scores_move_with_the_model_and_agree_across_runtimes(pipeline):
 
 
 def test_the_bench_measures_through_the_shared_meter(pipeline):
-    b = read(pipeline["metrics"] / "bench-base.json")
+    b = read(pipeline["metrics"] / "bench" / "bench-base.json")
     assert b["decode_tokens_per_s"] > 0 and b["ttft_ms"] > 0 and b["peak_rss_mb"] > 0
     assert b["tpot_p90_ms"] >= b["tpot_ms"] and b["machine"]["cpu"]
     assert b["record"]["runtime"] == "pytorch"

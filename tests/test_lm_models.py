@@ -360,7 +360,7 @@ def test_batching_and_the_naive_loop_give_identical_scores(gptq, tiny, variant, 
 def test_bench_of_a_quantized_build(gptq, tmp_path, eager):
     folder, _ = build(gptq["int4"][0], tmp_path)
     data = write_jsonl(tmp_path / "eval.jsonl", TEXTS * 3)
-    out = tmp_path / "bench.json"
+    out = tmp_path / "bench" / "bench.json"   # a bench folder of its own, as metrics/lm/bench/<host>/
     lm_bench.main(["--build", str(folder), "--data", str(data), "--out", str(out),
                    "--params", str(write_params(tmp_path))])
     m = json.loads(out.read_text())
@@ -521,14 +521,14 @@ def fake_build(tmp_path: Path) -> Path:
 def run_stage(stage, tmp_path: Path, params: Path, data: Path | None = None) -> None:
     data = data or write_jsonl(tmp_path / "eval.jsonl", TEXTS)
     stage.main(["--build", str(fake_build(tmp_path)), "--data", str(data),
-                "--out", str(tmp_path / "m.json"), "--params", str(params)])
+                "--out", str(tmp_path / "out" / "m.json"), "--params", str(params)])   # its own folder, as metrics/*/bench/<host>/
 
 
 @pytest.mark.parametrize("key, value", [("k", 0), ("limit", -1), ("threads", 0), ("limt", 2)])
 def test_bad_eval_params_fail_before_any_model_loads(tmp_path, no_model_loads, key, value):
     with pytest.raises(PipelineError, match=f"eval_lm.{key}: ") as exc:
         run_stage(lm_eval, tmp_path, write_params(tmp_path, eval_lm={key: value}))
-    assert "\n" not in str(exc.value) and not (tmp_path / "m.json").exists()
+    assert "\n" not in str(exc.value) and not (tmp_path / "out" / "m.json").exists()
 
 
 @pytest.mark.parametrize("key, value", [("threads", 0), ("decode_tokens", 1), ("prefill_tokens", 16),
@@ -536,7 +536,7 @@ def test_bad_eval_params_fail_before_any_model_loads(tmp_path, no_model_loads, k
 def test_bad_bench_params_fail_before_any_model_loads(tmp_path, no_model_loads, key, value):
     with pytest.raises(PipelineError, match=f"bench_lm.{key}: ") as exc:
         run_stage(lm_bench, tmp_path, write_params(tmp_path, bench_lm={key: value}))
-    assert "\n" not in str(exc.value) and not (tmp_path / "m.json").exists()
+    assert "\n" not in str(exc.value) and not (tmp_path / "out" / "m.json").exists()
 
 
 @pytest.mark.parametrize("stage", [lm_eval, lm_bench], ids=["lm_eval", "lm_bench"])
