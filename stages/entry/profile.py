@@ -5,8 +5,7 @@ applies them to a copy of params.yaml and checks the result against the params s
 a bad override is one line before DVC starts; then it runs `dvc exp run -S ... [arguments]` in
 this workspace, printing the command. The result is an ordinary DVC experiment: `dvc exp show`
 lists it, `plots/report.md` shows it, and `git checkout -- . && dvc checkout` returns to the
-default. `--record FILE` also writes the run's wall time and host to FILE (JSON), as the
-README's times are measured (stages/entry/fresh_clone.py).
+default. The README's time for it is measured by stages/entry/fresh_clone.py.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import argparse
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +20,7 @@ from pathlib import Path
 import yaml
 
 from stages.core.errors import PipelineError, log, run_main
-from stages.core.files import write_json
 from stages.entry.check_params import preflight
-from stages.meters.machine import record
 from stages.schema import params as P
 
 FOLDER = Path(__file__).resolve().parents[1] / "profiles"
@@ -83,7 +79,6 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", help="a file stem in stages/profiles (quick)")
     ap.add_argument("--params", default="params.yaml", type=Path)
-    ap.add_argument("--record", type=Path, help="also write the wall time and host here (JSON)")
     args, rest = ap.parse_known_args(argv)
     items = effective(args.params, overrides(args.name))
     applied(args.params, items)
@@ -95,10 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     code = subprocess.call(cmd)
     seconds = round(time.monotonic() - t0, 1)
     log.info("profile %s: dvc exp run exited %d after %.0f s", args.name, code, seconds)
-    if args.record:
-        machine = record()
-        write_json(args.record, {"profile": args.name, "seconds": seconds, "exit_code": code,
-                                 "cpu": machine.get("cpu"), "cores": machine.get("usable_cores")})
     if code:
         raise SystemExit(code)
 

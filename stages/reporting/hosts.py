@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from stages.core.errors import PipelineError
+from stages.meters.host import identity
 
 FAMILIES = ("lm", "detector")
 
@@ -38,8 +39,7 @@ def collect(metrics: Path) -> dict[str, dict]:
         for folder in sorted(p for p in bench.iterdir() if p.is_dir()) if bench.is_dir() else []:
             h = hosts.setdefault(folder.name, {"machine": None, **{f: {} for f in FAMILIES}})
             for key, doc in _docs(folder).items():
-                m = doc.get("machine") or {}
-                ident = (m.get("cpu"), m.get("usable_cores"))
+                ident = identity(doc.get("machine") or {})
                 if h["machine"] not in (None, ident):
                     raise PipelineError(f"host {folder.name!r} holds timings of two machines ({h['machine'][0]} "
                                         f"x{h['machine'][1]} and {ident[0]} x{ident[1]}, {folder / key}.json): "
