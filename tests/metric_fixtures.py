@@ -10,7 +10,7 @@ import yaml
 
 from stages.schema import metrics as M
 from stages.tasks import lambada as S
-from stages.tasks.intervals import lambada_intervals
+from stages.tasks.intervals import bootstrap, lambada_intervals
 from stages.schema.variants import split_variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,8 +127,16 @@ def lm_eval(variant: str, samples: int = 1000, seed: int = 0) -> dict:
     hits = LM_VARIANTS[variant][3]
     scores = [{"greedy": h == "1", "loglik": -1.0 if h == "1" else -4.0 - i % 3, "topk_first": h == "1" or i % 2 == 0,
                "topk_word": h == "1" or i % 4 == 0} for i, h in enumerate(hits)]
+    # fidelity: the top-1 word agrees with the reference's where the hit does (a stand-in), and
+    # the KL grows with the examples that differ
+    ref_hits = LM_VARIANTS[f"{variant_record(variant)['model']}-pytorch"][3]
+    agree = [a == b for a, b in zip(hits, ref_hits)]
+    kl = [0.0 if a else 0.5 for a in agree]
     return {"record": variant_record(variant), **S.aggregate(scores, 5), **lambada_intervals(scores, samples, seed),
-            "hits": hits, "threads": 2, "energy_eval": energy(0.8, "example", len(hits)).model_dump()}
+            "hits": hits, "agree": "".join("1" if a else "0" for a in agree), "agreement": sum(agree) / len(agree),
+            "agreement_ci95": bootstrap(agree, samples, seed), "kl_mean": sum(kl) / len(kl),
+            "kl_ci95": bootstrap(kl, samples, seed),
+            "threads": 2, "energy_eval": energy(0.8, "example", len(hits)).model_dump()}
 
 
 def lm_bench(variant: str) -> dict:

@@ -29,7 +29,7 @@ def run(workdir: Path, params: dict | None = None) -> None:
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     aggregate.main(["--metrics", str(workdir / "metrics"), "--summary",
                     str(workdir / "out" / "summary.json"), "--plots", str(workdir / "plots"),
-                    "--params", str(workdir / "params.yaml")])
+                    "--headline", str(workdir / "out" / "headline"), "--params", str(workdir / "params.yaml")])
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def edit(path: Path, change) -> None:
     ("lm/compress/smollm2-135m-prune.json", lambda d: d.pop("compress_energy"), r"missing key 'compress_energy'"),
     (f"lm/bench/{HOST}/{ORT}", lambda d: d["record"]["knobs"].update(precision="int8"), r"its record is not .*eval/"),
     (f"lm/eval/{ORT}", lambda d: d.update(hits=d["hits"][:-1] + "2"), r"'hits' is not one 0/1 character"),
-    (f"lm/eval/{ORT}", lambda d: d.update(hits=d["hits"][:-1], num_examples=19),
+    (f"lm/eval/{ORT}", lambda d: d.update(hits=d["hits"][:-1], agree=d["agree"][:-1], num_examples=19),
      r"scored different examples \(19 vs 20\)"),
     (f"detector/bench/{HOST}/int8.json", lambda d: d["energy_e2e"].update(method="guess"), r"'energy_e2e.method'"),
     ("detector/eval/int8.json", lambda d: d.update(has_ground_truth=True),
@@ -212,10 +212,11 @@ def test_browser_that_fails_to_start_is_a_clear_error(workdir, monkeypatch):
 
 
 def test_label_positions_keep_close_labels_apart_and_pareto_keeps_undominated_variants():
-    from stages.reporting.geometry import label_positions, pareto
-    assert label_positions([(0.1, 0.1), (0.9, 0.9)]) == ["middle right", "middle right"]
-    assert label_positions([(0.80, 0.90), (0.85, 0.91)]) == ["middle left", "middle right"]
-    assert label_positions([(0.50, 0.90), (0.51, 0.85)]) == ["top center", "bottom center"]
+    from stages.reporting.geometry import pareto, place_labels
+    assert place_labels([(0.1, 0.1), (0.5, 0.5)], ["a", "b"]) == ["middle right", "middle right"]
+    near = place_labels([(0.50, 0.50), (0.52, 0.50)], ["int8", "int4"])
+    assert near != ["middle right", "middle right"]           # the second label moves off the first
+    assert place_labels([(0.97, 0.5)], ["a long label"]) == ["middle left"]   # kept inside the axes
     pts = {"base": (540, 0.35), "int8": (180, 0.35), "int4": (110, 0.32), "int2": (80, 0.0),
            "bad": (200, 0.30)}
     assert pareto(pts, cost_lower=True) == ["int2", "int4", "int8"]  # base and bad dominated
@@ -250,3 +251,19 @@ def test_cli_end_to_end_real_pngs_no_model_imports(workdir):
     assert {p.stem for p in pngs} == DET_STEMS | LM_STEMS
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
                for p in pngs)
+
+
+def test_headline_files_are_one_small_flat_row_per_variant(workdir, no_png):
+    """What `dvc metrics show` prints: a file per variant, a dozen numbers at most, no nesting."""
+    run(workdir)
+    files = sorted((workdir / "out" / "headline").rglob("*.json"))
+    stems = {f.relative_to(workdir / "out" / "headline").with_suffix("").as_posix() for f in files}
+    assert stems == {f"lm/{v}" for v in LM_VARIANTS} | {f"detector/{v}" for v in VARIANTS}
+    columns = set()
+    for f in files:
+        doc = json.loads(f.read_text())
+        assert len(doc) <= 9 and all(isinstance(v, (int, float)) for v in doc.values()), f
+        columns |= set(doc)
+    assert len(columns) <= 14
+    ort = json.loads((workdir / "out" / "headline" / "lm" / "smollm2-135m-ort-int4.json").read_text())
+    assert ort["acc"] == 0.55 and ort["decode_tok_s"] == 150.0 and ort["delta_acc"] == pytest.approx(-0.05)

@@ -311,3 +311,20 @@ def test_official_checksum_mismatch_keeps_outputs(tmp_path, monkeypatch):
         server.shutdown()
     assert (out / "eval.json").read_text() == "previous"
     assert not (tmp_path / "cache" / "annotations_trainval2017.zip").exists()
+
+
+def test_official_image_unlike_its_listing_is_one_line_and_leaves_the_cache_clean(tmp_path, monkeypatch):
+    """COCO publishes no per-image checksums: a downloaded image must decode to the size the
+    checksummed annotations list for it, else it is refused and its cached copy removed."""
+    _, server, _ = official_server(tmp_path, monkeypatch)
+    bad = tmp_path / "site" / "val2017" / "000000000001.jpg"
+    from PIL import Image
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(bad)          # substituted: not 64x48
+    out = tmp_path / "o"
+    try:
+        with pytest.raises(PipelineError, match=r"000000000001.jpg is 32x32, the COCO annotations list it as 64x48"):
+            run(tmp_path, out, **{"coco.source": "official", "coco.num_images": 2, "detector.calib_size": 1})
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "cache" / "val2017" / "000000000001.jpg").exists()
+    assert not out.exists()

@@ -107,7 +107,7 @@ def test_a_plugin_edit_reruns_only_the_stages_that_use_it():
         named = plugins(deps)
         if group.startswith("lm_") and group != "lm_source":
             assert len(named) == 1, f"{name} depends on {sorted(named)}, not on its one plugin"
-            kind = "runtimes" if "--runtime" in cmd or group.endswith(("_eval", "_bench")) else "methods"
+            kind = "runtimes" if "--runtime" in cmd or group.endswith(("_eval", "_bench", "_reference")) else "methods"
             assert next(iter(named)).startswith(f"stages.{kind}.lm."), name
         else:
             assert not named or group == "check_params", f"{name} depends on LM plugins {sorted(named)}"
@@ -150,3 +150,31 @@ def test_files_are_short_and_stages_is_organised_by_concern():
     assert rooms == {"entry", "core", "schema", "datasets", "models", "methods", "runtimes",
                      "tasks", "meters", "reporting", "profiles"}   # profiles: run presets (YAML)
     assert not [p for p in (ROOT / "stages").glob("*.py") if p.name != "__init__.py"]
+
+
+@pytest.mark.parametrize("stage, kind", [("coco_data", "coco"), ("lambada_data", "lambada")])
+def test_a_data_stage_lists_every_source_it_can_load(stage, kind):
+    """stages/datasets/<kind>.py imports its source by name at run time (coco_official, ...):
+    the data stage depends on every one of them, so editing a source re-runs it."""
+    deps = DVC[stage]["deps"]
+    sources = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "stages" / "datasets").glob(f"{kind}_*.py"))
+    assert len(sources) == 3
+    for src in sources:
+        assert src in deps, f"{stage} does not list {src}"
+        for mod in sorted(closure(src[:-3].replace("/", "."))):
+            if module_file(mod).stat().st_size:   # empty package __init__ files aside
+                assert covered(module_file(mod), deps), f"{stage} does not list {mod}, which {src} imports"
+
+
+def test_dvc_metrics_are_the_headline_files_alone():
+    """`dvc metrics show` prints every file declared as metrics, one row each, a column per key:
+    only the per-variant headline files (a dozen keys) are metrics; every stage's full record is
+    a git-tracked output (cache: false), so the table stays readable."""
+    declared = [next(iter(m)) if isinstance(m, dict) else m
+                for st in DVC.values() for m in st.get("do", st).get("metrics", [])]
+    assert declared == ["metrics/headline"]
+    for st in DVC.values():
+        for out in st.get("do", st).get("outs", []):
+            path, opts = (next(iter(out.items())) if isinstance(out, dict) else (out, {}))
+            if str(path).startswith("metrics/"):
+                assert (opts or {}).get("cache") is False, f"{path}: a metrics file must be git-tracked"

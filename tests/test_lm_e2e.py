@@ -17,7 +17,7 @@ import yaml
 
 from stages.core.files import dir_size_mb
 from stages.datasets.lambada import check_disjoint, read_jsonl
-from stages.entry import lambada_data, lm_bench, lm_build, lm_compress, lm_eval, lm_source
+from stages.entry import lambada_data, lm_bench, lm_build, lm_compress, lm_eval, lm_reference, lm_source
 from tests.conftest import ROOT, shared_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -78,9 +78,13 @@ def builds(work, base, offline) -> dict[str, Path]:
 def evaluate(builds: dict, data: Path, work: Path, tag: str, limit: int) -> dict:
     p = params_file(work, f"eval-{limit}.yaml", eval_lm={"limit": limit})
     scores = {}
+    ref = work / f"reference-{tag}"
+    lm_reference.main(["--node", str(builds["base"]), "--data", str(data), "--params", str(p),
+                       "--out", str(ref / "smollm2-135m.npz")])
     for name, folder in builds.items():
         out = work / f"{tag}-{name}.json"
-        lm_eval.main(["--build", str(folder), "--data", str(data), "--out", str(out), "--params", str(p)])
+        lm_eval.main(["--build", str(folder), "--data", str(data), "--out", str(out), "--params", str(p),
+                      "--reference", str(ref)])
         scores[name] = json.loads(out.read_text())
     return scores
 

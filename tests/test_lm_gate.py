@@ -16,7 +16,8 @@ def row(record: dict, hits: str) -> dict:
     """A report row of that record, its identity derived as reporting.lm.load derives it."""
     return {"model": "m", "variant": lm.label(record), "weights": lm.weights(record), "runtime": record["runtime"],
             "hits": hits, "acc": hits.count("1") / len(hits), "num_examples": len(hits),
-            "reference": "base · pytorch", "decode_tokens_per_s": 10.0, "size_mb": 100.0, "energy_j_per_token": 0.5}
+            "reference": "base · pytorch", "decode_tokens_per_s": 10.0, "size_mb": 100.0, "energy_j_per_token": 0.5,
+            "agreement": 0.9}
 
 
 def rows_with_deltas(ref_hits: str, others: dict[str, tuple[dict, str]]) -> dict[str, dict]:
@@ -65,7 +66,7 @@ def test_the_matrix_puts_weights_against_runtimes_and_says_why_a_cell_fails():
     cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in body}
     assert set(cells) == {"base fp32", "base q4_k_m", "gptq-int4", "prune fp32"}
     assert cells["base fp32"][0].startswith("**reference**")
-    assert cells["gptq-int4"][2].startswith("fail (-10.0 pt)")
-    assert cells["base q4_k_m"][1].startswith("**confident pass** · 10 tok/s · 100 MB")
+    assert cells["gptq-int4"][2].startswith("fail (-10.0 pt, 90% agree)")
+    assert cells["base q4_k_m"][1].startswith("**confident pass** · 90% agree · 10 tok/s · 100 MB")
     assert cells["prune fp32"][1] == "–"
     assert "1000 examples" in lm_gate.legend(rows, 0.99)[0]

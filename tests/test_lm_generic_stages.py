@@ -37,7 +37,7 @@ def params_for(tmp: Path, model_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, tiny_qwen2):
-    from stages.entry import lm_bench, lm_build, lm_compress, lm_eval, lm_source
+    from stages.entry import lm_bench, lm_build, lm_compress, lm_eval, lm_reference, lm_source
     from tests.conftest import shared_path
 
     lambada_jsonl = shared_path("lambada", "lambada_test.jsonl")
@@ -57,6 +57,8 @@ def pipeline(tmp_path_factory, tiny_qwen2):
                       "--out", str(n / "tiny-rtn4"), "--metrics", str(m / "rtn4.json")] + common)
     lm_compress.main(["--node", "tiny-prune", "--method", "prune", "--input", str(n / "tiny"),
                       "--out", str(n / "tiny-prune"), "--metrics", str(m / "prune.json")] + common)
+    lm_reference.main(["--node", str(n / "tiny"), "--data", str(data), "--params", params,
+                       "--out", str(tmp / "reference" / "tiny.npz")])
     builds = {}
     for key, node, rt, variant in (("base", "tiny", "pytorch", "tiny-pytorch"),
                                    ("rtn4", "tiny-rtn4", "pytorch", None),
@@ -66,7 +68,7 @@ def pipeline(tmp_path_factory, tiny_qwen2):
                        str(m / f"build-{key}.json"), "--params", params]
                       + (["--variant", variant] if variant else []))
         lm_eval.main(["--build", str(b), "--data", str(data), "--out", str(m / f"eval-{key}.json"),
-                      "--params", params])
+                      "--params", params, "--reference", str(tmp / "reference")])
         builds[key] = b
     lm_bench.main(["--build", str(builds["base"]), "--data", str(data), "--out", str(m / "bench" / "bench-base.json"),
                    "--params", params])
@@ -97,6 +99,19 @@ def test_scores_move_with_the_model_and_agree_across_runtimes(pipeline):
     assert ort["ppl"] == pytest.approx(base["ppl"], rel=1e-3)   # ONNX Runtime fp32 = the same model
     lo, hi = base["acc_ci95"]
     assert lo <= base["acc"] <= hi
+
+
+def test_fidelity_is_zero_for_the_reference_and_moves_with_the_weights(pipeline):
+    """The reference variant (PyTorch fp32 of the base) reproduces the stored rows exactly; ONNX
+    Runtime fp32 is the same model up to float rounding; 4-bit codes move the distributions."""
+    m = pipeline["metrics"]
+    base, rtn, ort = (read(m / f"eval-{k}.json") for k in ("base", "rtn4", "ort"))
+    assert base["kl_mean"] < 1e-7 and base["agreement"] == 1.0 and base["agree"] == "1" * 12   # float32 storage
+    assert ort["kl_mean"] < 1e-4 and ort["agreement"] == 1.0
+    assert rtn["kl_mean"] > 100 * max(ort["kl_mean"], 1e-9)
+    for doc in (base, rtn, ort):
+        lo, hi = doc["kl_ci95"]
+        assert lo <= doc["kl_mean"] <= hi and len(doc["agree"]) == doc["num_examples"]
 
 
 def test_the_bench_measures_through_the_shared_meter(pipeline):

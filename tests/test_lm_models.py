@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 
 from stages.core.errors import PipelineError
 from stages.core.files import dir_size_mb
-from stages.entry import lm_bench, lm_build, lm_compress, lm_eval, lm_source
+from stages.entry import lm_bench, lm_build, lm_compress, lm_eval, lm_reference, lm_source
 from stages.meters import lm_speed
 from stages.runtimes import lm as runtimes, torch_lm as R
 from stages.tasks import lambada as S
@@ -143,11 +143,15 @@ def source(hf: Path, out: Path, name: str = "tiny") -> Path:
     return out
 
 
+BASES: dict[str, Path] = {}   # model -> its base folder (the `tiny` fixture's), for lm_reference
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     """The tiny Llama trained until it has memorised TEXTS (~5 s), as lm_source writes its base."""
     root = tmp_path_factory.mktemp("tiny")
-    return source(train_tiny(root / "hf"), root / "tiny")
+    BASES["tiny"] = source(train_tiny(root / "hf"), root / "tiny")
+    return BASES["tiny"]
 
 
 def compress(node: str, method: str, source_node: Path, out_dir: Path, bits: int | None = None,
@@ -191,8 +195,12 @@ def evaluate(node: Path, tmp_path: Path, runtime: str = "pytorch", texts=TEXTS, 
     folder, built = build(node, tmp_path, runtime)
     data = write_jsonl(tmp_path / "eval.jsonl", texts)
     out = tmp_path / f"eval-{node.name}-{runtime}.json"
-    lm_eval.main(["--build", str(folder), "--data", str(data), "--out", str(out),
-                  "--params", str(write_params(tmp_path, "params-eval.yaml", eval_lm=eval_lm))])
+    params = write_params(tmp_path, "params-eval.yaml", eval_lm=eval_lm)
+    model = json.loads((node / "record.json").read_text())["model"]
+    lm_reference.main(["--node", str(BASES[model]), "--data", str(data), "--params", str(params),
+                       "--out", str(tmp_path / "reference" / f"{model}.npz")])
+    lm_eval.main(["--build", str(folder), "--data", str(data), "--out", str(out), "--params", str(params),
+                  "--reference", str(tmp_path / "reference")])
     return {**json.loads(out.read_text()), "build": built, "folder": folder}
 
 
@@ -521,7 +529,8 @@ def fake_build(tmp_path: Path) -> Path:
 def run_stage(stage, tmp_path: Path, params: Path, data: Path | None = None) -> None:
     data = data or write_jsonl(tmp_path / "eval.jsonl", TEXTS)
     stage.main(["--build", str(fake_build(tmp_path)), "--data", str(data),
-                "--out", str(tmp_path / "out" / "m.json"), "--params", str(params)])   # its own folder, as metrics/*/bench/<host>/
+                "--out", str(tmp_path / "out" / "m.json"), "--params", str(params)]   # its own folder, as metrics/*/bench/<host>/
+               + (["--reference", str(tmp_path / "reference")] if stage is lm_eval else []))
 
 
 @pytest.mark.parametrize("key, value", [("k", 0), ("limit", -1), ("threads", 0), ("limt", 2)])
@@ -563,7 +572,8 @@ def test_a_folder_without_a_record_is_one_line(tmp_path, no_model_loads, stage):
     (tmp_path / "plain").mkdir()
     with pytest.raises(PipelineError, match=r"no record.json in .*plain nor in int<bits>/ subfolders: not made by the LM stages"):
         stage.main(["--build", str(tmp_path / "plain"), "--data", str(write_jsonl(tmp_path / "e.jsonl", TEXTS)),
-                    "--out", str(tmp_path / "m.json"), "--params", str(write_params(tmp_path))])
+                    "--out", str(tmp_path / "m.json"), "--params", str(write_params(tmp_path))]
+                   + (["--reference", str(tmp_path / "reference")] if stage is lm_eval else []))
 
 
 def test_discover_orders_widths_and_ignores_stray_folders(tmp_path):

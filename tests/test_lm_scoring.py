@@ -207,3 +207,42 @@ def test_repeat_ms_discards_warmup(monkeypatch):
         clock.now += next(durations)
 
     assert timing.repeat_ms(run, warmup=2, runs=3) == pytest.approx([1.0, 2.0, 3.0])
+
+
+# ---------------------------------------------------------------- fidelity to the reference
+def test_kl_and_agreement_on_hand_made_rows():
+    import numpy as np
+
+    from stages.tasks import fidelity as F
+
+    p, q = np.array([0.5, 0.25, 0.25]), np.array([0.25, 0.5, 0.25])
+    ref = np.log(p)[None, :]
+    kl, agree = F.compare(ref, np.log(q)[None, :] + 3.0)   # logits: any shift is the same distribution
+    assert kl == pytest.approx(0.5 * np.log(2) + 0.25 * np.log(0.5))   # sum p log(p/q) = 0.25 ln 2
+    assert not agree                                                   # argmax 0 vs 1
+    kl, agree = F.compare(np.log(np.array([[0.7, 0.2, 0.1], p])), np.log(np.array([[0.6, 0.3, 0.1], p])))
+    assert agree and kl == pytest.approx((0.7 * np.log(0.7 / 0.6) + 0.2 * np.log(0.2 / 0.3)) / 2)
+    assert F.compare(ref, np.log(p)[None, :])[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_reference_file_round_trip_and_its_one_line_errors(tmp_path):
+    import numpy as np
+
+    from stages.core.errors import PipelineError
+    from stages.tasks import fidelity as F
+
+    rows = [F.log_softmax(np.array([[1.0, 2.0, 3.0]])), F.log_softmax(np.array([[0.0, 0.0, 1.0], [2.0, 1.0, 0.0]]))]
+    F.save(tmp_path / "m.npz", rows, [F.ids_digest([1, 2]), F.ids_digest([3, 4, 5])])
+    ref = F.Reference(tmp_path / "m.npz")
+    assert len(ref) == 2 and np.allclose(ref.rows(1, [3, 4, 5]), rows[1])
+    with pytest.raises(PipelineError, match="not tokenized as in"):
+        ref.rows(0, [1, 3])                     # another input than the reference scored
+    with pytest.raises(PipelineError, match="holds 2 examples"):
+        ref.rows(2, [1])
+    with pytest.raises(PipelineError, match="no reference file"):
+        F.Reference(tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes((tmp_path / "m.npz").read_bytes()[:100])
+    with pytest.raises(PipelineError, match="truncated or corrupt"):
+        F.Reference(tmp_path / "bad.npz")
+    with pytest.raises(PipelineError, match="differ"):
+        F.compare(rows[0], np.zeros((1, 4)))    # another vocabulary

@@ -81,7 +81,9 @@ def test_render_shows_intervals_one_table_per_model_and_replace_keeps_the_rest(t
     (pruned,) = [line for line in block.splitlines() if line.startswith("| prune+gptq-int4 · pytorch |")]
     lo, hi = rows["smollm2-135m-prune+gptq4-pytorch"]["delta_acc_ci95"]
     assert pruned.startswith("| prune+gptq-int4 · pytorch | 4 | 113 | 30.0 [")
-    assert f"| -30.0 [{100 * lo:+.1f}, {100 * hi:+.1f}] | 12.5 | 0.42× | less accurate, dominated |" in pruned
+    agree, kl = (rows["smollm2-135m-prune+gptq4-pytorch"][k] for k in ("agreement", "kl_mean"))
+    assert (agree, kl) == (0.7, pytest.approx(0.15))   # 6 of 20 top-1 words differ, 0.5 nats each
+    assert f"| -30.0 [{100 * lo:+.1f}, {100 * hi:+.1f}] | 70.0 | 0.15 | 12.5 | 0.42× | less accurate, dominated |" in pruned
     new = replace_block(f"intro\n{START}\nold\n{END}\noutro", block)
     assert new.startswith("intro\n") and new.endswith("\noutro") and "old" not in new
 

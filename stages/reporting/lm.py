@@ -16,7 +16,7 @@ from stages.reporting.hosts import bench_host
 from stages.tasks.intervals import bootstrap
 
 BITS = {"fp32": 32, "f32": 32, "f16": 16, "bf16": 16, "int8": 8, "q8_0": 8, "int4": 4, "q4_0": 4, "q4_k_m": 4}
-DIRECTIONS = {"acc": True, "delta_acc": True, "ppl": False, "decode_tokens_per_s": True, "ttft_ms": False,
+DIRECTIONS = {"acc": True, "delta_acc": True, "agreement": True, "kl_mean": False, "ppl": False, "decode_tokens_per_s": True, "ttft_ms": False,
               "tpot_ms": False, "size_mb": False, "peak_rss_mb": False, "energy_j_per_token": False,
               "speedup": True}
 
@@ -64,10 +64,11 @@ def weight_bits(record: dict) -> int:
 
 # the keys this module reads from each kind of file (as stages/entry/lm_<kind>.py writes them)
 KEYS = {"compress": ("compress_time_s", "compress_energy"), "build": ("size_mb", "build_time_s", "build_energy"),
-        "eval": ("acc", "acc_ci95", "ppl", "ppl_ci95", "topk_acc", "topk_word_acc", "k", "num_examples", "hits"),
+        "eval": ("acc", "acc_ci95", "ppl", "ppl_ci95", "topk_acc", "topk_word_acc", "k", "num_examples", "hits",
+                 "agreement", "agreement_ci95", "kl_mean", "kl_ci95", "agree"),
         "bench": ("ttft_ms", "tpot_ms", "tpot_p90_ms", "decode_tokens_per_s", "e2e_tokens_per_s",
                   "prefill_tokens_per_s", "peak_rss_mb", "bandwidth_fraction", "energy_decode", "machine")}
-NOT_NUMBERS = {"hits", "acc_ci95", "ppl_ci95", "energy_decode", "machine", "compress_energy", "build_energy"}
+NOT_NUMBERS = {"hits", "agree", "acc_ci95", "ppl_ci95", "agreement_ci95", "kl_ci95", "energy_decode", "machine", "compress_energy", "build_energy"}
 
 
 def _read(path: Path, kind: str) -> dict:
@@ -131,9 +132,10 @@ def load(root: Path, samples: int, seed: int, keys: set[str] | None = None,
         ev = _read(path, "eval")
         rec = ev["record"]
         bench, build = _sibling(lm, path, "bench", rec, host), _sibling(lm, path, "build", rec)
-        hits = ev["hits"]
-        if not isinstance(hits, str) or set(hits) - {"0", "1"} or len(hits) != ev["num_examples"]:
-            raise PipelineError(f"{path}: 'hits' is not one 0/1 character per example ({ev['num_examples']})")
+        for field in ("hits", "agree"):
+            v = ev[field]
+            if not isinstance(v, str) or set(v) - {"0", "1"} or len(v) != ev["num_examples"]:
+                raise PipelineError(f"{path}: '{field}' is not one 0/1 character per example ({ev['num_examples']})")
         steps = [nodes.get(canon({"model": rec["model"], "chain": rec["chain"][:i + 1]}))
                  for i in range(len(rec["chain"]))]
         if None in steps:
@@ -144,8 +146,7 @@ def load(root: Path, samples: int, seed: int, keys: set[str] | None = None,
         rows[key] = {
             "model": rec["model"], "variant": label(rec), "weights": weights(rec), "runtime": rec["runtime"],
             "chain": "+".join(s["method"] for s in rec["chain"]) or "base", "bits": weight_bits(rec),
-            **{k: ev[k] for k in ("acc", "acc_ci95", "ppl", "ppl_ci95", "topk_acc", "topk_word_acc",
-                                  "k", "num_examples", "hits")},
+            **{k: ev[k] for k in KEYS["eval"]},
             **{k: bench[k] for k in ("ttft_ms", "tpot_ms", "tpot_p90_ms", "decode_tokens_per_s",
                                      "e2e_tokens_per_s", "prefill_tokens_per_s", "peak_rss_mb",
                                      "bandwidth_fraction")},

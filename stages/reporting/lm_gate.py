@@ -44,8 +44,9 @@ def apply(rows: dict[str, dict], fraction: float) -> None:
 def cell(r: dict) -> str:
     """A fail with its paired accuracy change; a pass (or the reference) with its costs."""
     if r["gate"] == "fail":
-        return f"fail ({100 * r['delta_acc']:+.1f} pt)"
-    return (f"**{r['gate']}** · {r['decode_tokens_per_s']:.0f} tok/s · {r['size_mb']:.0f} MB · "
+        return f"fail ({100 * r['delta_acc']:+.1f} pt, {100 * r['agreement']:.0f}% agree)"
+    fidelity = "" if r["gate"] == "reference" else f" · {100 * r['agreement']:.0f}% agree"
+    return (f"**{r['gate']}**{fidelity} · {r['decode_tokens_per_s']:.0f} tok/s · {r['size_mb']:.0f} MB · "
             f"{r['energy_j_per_token']:.2g} J/tok")
 
 
@@ -69,7 +70,9 @@ def legend(rows: dict[str, dict], fraction: float) -> list[str]:
     out = [f"Gate (MLPerf's rule): **pass** when a variant's accuracy is at least {100 * fraction:g}% "
            f"of its model's reference (the base on PyTorch fp32) on the same {', '.join(map(str, n))} "
            "examples; **confident pass** when the lower end of the paired 95% interval clears that "
-           "line too. Beside each pass: decode tokens/s at batch 1, size on disk, energy per token."]
+           "line too. Fidelity: the share of examples whose top-1 word is the reference's (the KL "
+           "divergence is in the tables). Beside each pass: decode tokens/s at batch 1, size on disk, "
+           "energy per token."]
     unsure = sorted((r["confident_n"], r["model"], r["variant"]) for r in rows.values()
                     if r["gate"] == "pass" and r["confident_n"])
     if unsure:

@@ -11,8 +11,9 @@ from stages.tasks import lambada as S
 CHUNK = 64   # examples handed to the session at once (it may batch within a chunk)
 
 
-def score_session(session, reqs, k: int) -> list[dict]:
-    """Per-example scores, in input order, of encode_examples' requests."""
+def score_session(session, reqs, k: int, on_rows=None) -> list[dict]:
+    """Per-example scores, in input order, of encode_examples' requests. on_rows(i, ids, logits)
+    sees each example's tail logits [n, vocab] (the reference and fidelity use them)."""
     import torch
 
     scores = []
@@ -20,7 +21,10 @@ def score_session(session, reqs, k: int) -> list[dict]:
         for start in range(0, len(reqs), CHUNK):
             chunk = reqs[start:start + CHUNK]
             tails = session.tail_logits_many([(ids, n) for ids, n, _ in chunk])
-            scores += [S.score_continuation(torch.from_numpy(t), cont, k) for t, (_, _, cont) in zip(tails, chunk)]
+            for i, (t, (ids, _, cont)) in enumerate(zip(tails, chunk), start):
+                scores.append(S.score_continuation(torch.from_numpy(t), cont, k))
+                if on_rows:
+                    on_rows(i, ids, t)
             bar.update(len(chunk))
     return scores
 

@@ -1,8 +1,10 @@
 """llama.cpp (llama-cpp-python, a CPU build) as an LM runtime. Built with llama.cpp's own HF
 converter (f32/f16) and quantizer (q8_0/q4_0/q4_k_m, from an f32 conversion): see
-stages/methods/gguf_build.py. Scoring feeds the artifact's HF tokenizer ids to Llama.eval with
-logits_all=True; generation evaluates one token at a time on llama.cpp's KV cache and reads the
-newest logits, as an application of the library does."""
+stages/methods/gguf_build.py. llama.cpp computes the logits of the newest position only (no
+logits_all): scoring feeds the artifact's HF tokenizer ids up to the first scored position in one
+Llama.eval, then one id per later position on the KV cache (as ONNX Runtime GenAI's session does),
+so the LM head runs on the scored rows alone; generation evaluates one token at a time and reads
+the newest logits, as an application of the library does."""
 from __future__ import annotations
 
 import ctypes
@@ -21,8 +23,8 @@ GGUF = "model.gguf"
 
 
 class LlamaSession(Session):
-    def __init__(self, path: Path, threads: int, full_logits: bool):
-        self.path, self.threads, self.full, self.llm, self.n_ctx = path, threads, full_logits, None, 0
+    def __init__(self, path: Path, threads: int):
+        self.path, self.threads, self.llm, self.n_ctx = path, threads, None, 0
         self._ready(1)   # load now: a bad file fails in open(), not at the first example
 
     def _ready(self, n: int):
@@ -30,23 +32,24 @@ class LlamaSession(Session):
         if n > self.n_ctx:
             self.n_ctx = max(512, 2 * self.n_ctx, 64 * -(-n // 64))
             self.llm = None   # free the old context first
-            self.llm = R.load(self.path, self.threads, self.n_ctx, logits_all=self.full)
+            self.llm = R.load(self.path, self.threads, self.n_ctx, logits_all=False)
         return self.llm
 
     def logits(self, ids: list[int]) -> np.ndarray:
-        llm = self._ready(len(ids))
-        llm.reset()
-        llm.eval(ids)
-        return np.array(llm.scores[:len(ids)], dtype=np.float32)
+        return self.tail_logits(ids, len(ids))
+
+    def tail_logits(self, ids: list[int], n: int) -> np.ndarray:
+        """The prefix up to the first scored position in one eval, then one step per later one."""
+        self.reset(len(ids) + 1)
+        cut = len(ids) - n + 1
+        return np.stack([self.step(ids[:cut])] + [self.step([t]) for t in ids[cut:]])
 
     def reset(self, max_tokens: int = 512) -> None:
         self._ready(max_tokens).reset()
 
     def step(self, ids: list[int]) -> np.ndarray:
         self.llm.eval(ids)
-        if self.full:
-            return np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32)
-        vocab = self.llm.n_vocab()   # only the last position's logits were computed
+        vocab = self.llm.n_vocab()   # only the last position's logits are computed
         return np.ctypeslib.as_array(ctypes.cast(self.llm._ctx.get_logits(), ctypes.POINTER(ctypes.c_float)),
                                      shape=(vocab,)).copy()
 
@@ -76,7 +79,7 @@ class LlamaCpp(LmRuntime):
         vocab, expected = R.vocab_size(path), read_config(folder).get("vocab_size")
         if expected is not None and vocab != expected:
             raise PipelineError(f"{path} has {vocab} tokens, its config.json {expected}: not the same model")
-        return LlamaSession(path, threads, full_logits)
+        return LlamaSession(path, threads)   # full_logits: scoring reads its rows by steps too
 
     def weight_bytes_per_token(self, folder: Path) -> int:
         return R.weight_bytes_per_token(Path(folder) / GGUF)
