@@ -254,8 +254,10 @@ def test_exp_run_reruns_only_the_new_width_and_metrics_diff(repo):
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
     assert "tiny-gptq-pytorch/int4" in lm and "tiny-gptq-pytorch/int8" not in lm
     assert "tiny-ort-int4" in lm and "tiny-prune+distill-pytorch" in lm   # the rest stays
-    diff = sh(repo, "dvc metrics diff")
-    assert "lm.tiny-gptq-pytorch/int4.acc" in diff and "lm.tiny-gptq-pytorch/int8.acc" in diff
+    diff = sh(repo, "dvc metrics diff")   # the headline files: a row per variant and metric
+    rows = [line.split() for line in diff.splitlines()]
+    assert ["metrics/headline/lm/tiny-gptq-pytorch/int4.json", "acc"] in [r[:2] for r in rows]   # new
+    assert ["metrics/headline/lm/tiny-gptq-pytorch/int8.json", "acc"] in [r[:2] for r in rows]   # gone
 
 
 def test_a_clone_at_another_path_gives_the_same_hashes_and_builds_without_gptq(repo, tmp_path, tiny_hf):
