@@ -261,6 +261,23 @@ def test_break_even_arithmetic_and_never():
     assert R.grams(3.6e6, 475.0) == 475.0            # 1 kWh at 475 gCO2e/kWh
 
 
+def test_break_even_only_for_a_saving_outside_the_spread():
+    """The e2e figure (one window) drives the count; the bare-invoke windows' p10-p90 decide
+    whether the saving is real: overlapping spreads read "within noise", not a count."""
+    def row(e2e, p10, p90, compress=None):
+        return {"energy_j_per_image_e2e": e2e, "energy_j_per_image_p10_p90": [p10, p90],
+                "compress_energy_j": compress}
+    rows = {"float32": row(0.5, 0.28, 0.31), "int8": row(0.25, 0.23, 0.25, 250.0),
+            "dynamic_int8": row(0.40, 0.27, 0.36, 240.0), "float16": row(0.6, 0.42, 0.46, 10.0)}
+    R.derive(rows, "detector", 475.0)
+    assert rows["int8"]["break_even_inferences"] == 1000          # 250 J / 0.25 J per image
+    assert rows["dynamic_int8"]["break_even_inferences"] == R.NOISE   # p90 0.36 above 0.28
+    assert rows["float16"]["break_even_inferences"] is None            # costs more: never
+    assert rows["float32"]["break_even_inferences"] is None            # the reference
+    del rows["int8"]["energy_j_per_image_p10_p90"]                     # no spread: not resolved
+    assert R.derive(rows, "detector", 475.0)["int8"]["break_even_inferences"] == R.NOISE
+
+
 def test_grid_intensity_default_country_and_unknown():
     assert cpu_power.grid_intensity(475.0, None) == (475.0, "energy.grid_gco2_per_kwh")
     fra, src = cpu_power.grid_intensity(475.0, "fra")

@@ -31,8 +31,33 @@ def test_every_committed_gpu_row_is_cuda_and_speed_only_rows_have_no_accuracy():
         # SmolLM2 folders are smollm2-<variant>
         assert r["speed_only"] == name.startswith(r["model"] + "-") and (r["acc"] is None)
         cells = next(line for line in G.table(gpu) if f"`{name}`" in line).split(" | ")
-        assert ("n/a" in cells[2]) == r["speed_only"], name
+        assert ("n/a" in cells[3]) == r["speed_only"], name
+        assert cells[1].strip() == str(r["host"]) and 1 <= r["host"] <= len(gpu["hosts"])
     assert gpu["machine"]["gpu"].startswith("NVIDIA") and gpu["machine"]["driver"]
+
+
+def test_figures_put_one_host_one_decode_mode_and_one_kind_of_weights_on_each_axis():
+    """gpu_decode_bound: a panel per (host, kind of weights), every bar the batch-1 CUDA-graph
+    decode; gpu_accuracy_energy: each width's accuracy beside the joules of the same eval run."""
+    gpu = G.load(GPU)
+    figs = {stem: fig for stem, _, fig in G.figures(gpu)}
+    bound = figs["gpu_decode_bound"]
+    by_axis = {}
+    for trace in bound.data:   # horizontal bars: variant names on y, tok/s on x
+        by_axis.setdefault(trace.yaxis, set()).update(trace.y)
+    for names in by_axis.values():
+        rows = [gpu["rows"][n] for n in names]
+        assert len({r["host"] for r in rows}) == 1 and len({r["speed_only"] for r in rows}) == 1
+    measured = [t for t in bound.data if t.name.startswith("measured")]
+    for t in measured:
+        assert list(t.x) == [next(d["tokens_per_s"] for d in gpu["rows"][n]["decode"]
+                                  if (d["cache"], d["batch"]) == ("graph", 1)) for n in t.y]
+    plotted = {n for t in measured for n in t.y}
+    assert plotted == {n for n, r in gpu["rows"].items() if G.graph_tokens_per_s(r) is not None}
+    acc = figs["gpu_accuracy_energy"].data[0]
+    assert list(acc.y) == [e["acc"] for e in gpu["evals"].values()]
+    assert list(acc.x) == [e["energy_eval"]["j_per_unit"] for e in gpu["evals"].values()]
+    assert "5,153" in figs["gpu_accuracy_energy"].layout.title.text
 
 
 def test_bound_fraction_is_speed_over_copy_bandwidth_per_weight_byte():
@@ -41,13 +66,26 @@ def test_bound_fraction_is_speed_over_copy_bandwidth_per_weight_byte():
         assert r["bandwidth_fraction"] == pytest.approx(r["decode_tokens_per_s"] / bound, rel=0.02), name
 
 
-def test_break_even_divides_the_gptq_energy_by_the_saving_per_example():
+def test_break_even_divides_the_gptq_energy_by_a_saving_outside_the_spread():
+    def fig(j, p10, p90, windows=5):
+        return {"energy_eval": {"j_per_unit": j, "j_per_unit_p10": p10, "j_per_unit_p90": p90,
+                                "windows": windows}}
     gpu = {"quant": {"int4": {"compress_energy": {"joules": 600.0}}},
-           "evals": {"base": {"energy_eval": {"j_per_unit": 0.5}}, "int4": {"energy_eval": {"j_per_unit": 0.3}},
-                     "int8": {"energy_eval": {"j_per_unit": 0.6}}}}
+           "evals": {"base": fig(0.5, 0.48, 0.52), "int4": fig(0.3, 0.29, 0.31), "int8": fig(0.6, 0.58, 0.62)}}
     assert G.break_even(gpu, "int4") == "3,000"
     gpu["quant"]["int8"] = {"compress_energy": {"joules": 10.0}}
     assert G.break_even(gpu, "int8") == "never" and G.break_even(gpu, "int2") == "n/a"
+    gpu["evals"]["int4"] = fig(0.47, 0.40, 0.49)        # p90 above the base's p10: noise
+    assert G.break_even(gpu, "int4") == "within noise"
+    gpu["evals"]["int4"] = fig(0.3, 0.3, 0.3, windows=1)  # one window: no spread to judge by
+    assert G.break_even(gpu, "int4").startswith("n/r")
+
+
+def test_every_committed_break_even_is_resolved_or_says_why():
+    gpu = G.load(GPU)
+    for w in gpu["evals"]:
+        cell = G.break_even(gpu, w)
+        assert cell in ("n/a", "never", "within noise") or cell.startswith("n/r") or cell.replace(",", "").isdigit()
 
 
 @pytest.mark.parametrize("damage, message", [

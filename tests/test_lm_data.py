@@ -23,7 +23,7 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 # The defaults the README's figures were measured with (1,607 examples; 52 of the 256
 # reserved articles dropped as near-duplicates), set here so the test does not depend on
 # today's params.yaml.
-OFFLINE = {"source": "offline", "calib_articles": 256, "min_words": 40, "max_words": 120,
+OFFLINE = {"source": "offline", "calib_pool": 256, "calib_articles": 256, "min_words": 40, "max_words": 120,
            "min_target_len": 4}
 
 
@@ -109,6 +109,21 @@ def test_calibration_articles_are_reserved_and_share_no_13_word_window(offline):
     # content level: no calibration passage shares a 13-word window with any evaluated text
     assert_no_shared_window(calib, evals)
     D.check_disjoint(calib, evals)
+
+
+def test_the_calibration_size_never_moves_the_evaluation_set(offline, tmp_path):
+    """calib_articles takes a prefix of the fixed pool: the evaluated examples are the same
+    bytes at 10 as at 256, and the 10 are among the 256."""
+    small = run(tmp_path, calib_articles=10)
+    assert (small / "eval.jsonl").read_bytes() == (offline / "eval.jsonl").read_bytes()
+    few, many = ({c["id"] for c in read_jsonl(d / "calib.jsonl")} for d in (small, offline))
+    assert 0 < len(few) <= 10 and few <= many
+
+
+def test_a_pool_as_large_as_the_corpus_is_an_error_naming_its_size(tmp_path):
+    with pytest.raises(PipelineError, match="leave none to evaluate: the BBC corpus has 2225"):
+        run(tmp_path, calib_pool=5000, calib_articles=10)
+    assert not (tmp_path / "out").exists()
 
 
 def test_planted_evaluation_text_in_a_calibration_article_is_caught(offline):
@@ -226,6 +241,7 @@ def test_read_texts_checks_every_line_and_names_it(tmp_path):
 @pytest.mark.parametrize("key, value, match", [
     ("source", "wikipedia", "lambada.source"),
     ("calib_articles", 0, "lambada.calib_articles"),
+    ("calib_articles", 257, r"calib_articles \(257\) must be <= calib_pool \(256\)"),
     ("min_words", 200, "min_words must be <= max_words"),
     ("min_target_len", 0, "lambada.min_target_len"),
 ])

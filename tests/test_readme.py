@@ -114,7 +114,7 @@ def test_readme_entry_writes_both_blocks_and_refuses_an_old_summary(tmp_path):
     k = yaml.safe_load((ROOT / "params.yaml").read_text())["eval_lm"]["k"]
     assert (tmp_path / "README.md").read_text() == f"intro\n{render(summary, k)}\noutro\n"
     page = (tmp_path / "gpu.md").read_text()
-    assert page.startswith("gpu intro\n") and "\nstale\n" not in page and "| variant | kernels |" in page
+    assert page.startswith("gpu intro\n") and "\nstale\n" not in page and "| variant | host | kernels |" in page
     (tmp_path / "summary.json").write_text(json.dumps({"detector": {}, "llm": {}}))
     with pytest.raises(PipelineError, match="no 'lm' section"):
         entry.main(args)

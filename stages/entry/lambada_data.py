@@ -4,6 +4,8 @@ Sources (lambada.source), one module each in stages/datasets/: offline (a LAMBAD
 last-word set built from BBC News articles), local (a LAMBADA JSONL read in place), official
 (OpenAI's lambada_test.jsonl, checksummed). Calibration always comes from BBC articles
 reserved for it; an article sharing a 13-word window with any evaluated text is dropped.
+The seeded shuffle fixes the reserved pool (lambada.calib_pool) first, and calibration takes
+the first calib_articles of it: changing calib_articles never moves the evaluation set.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from stages.core.errors import log, run_main, timed
+from stages.core.errors import PipelineError, log, run_main, timed
 from stages.core.files import atomic_path
 from stages.datasets.lambada import check_disjoint, overlapping, source_module
 from stages.datasets.lambada_offline import bbc_articles, corpus_root
@@ -32,8 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     with timed("reading BBC articles"):
         articles = bbc_articles(corpus_root())
     ids = sorted(articles)
+    if cfg["calib_pool"] >= len(ids):
+        raise PipelineError(f"lambada.calib_pool: {cfg['calib_pool']} reserved articles leave none to "
+                            f"evaluate: the BBC corpus has {len(ids)}")
     random.Random(seed).shuffle(ids)
-    calib_ids, eval_ids = sorted(ids[:cfg["calib_articles"]]), sorted(ids[cfg["calib_articles"]:])
+    pool, eval_ids = ids[:cfg["calib_pool"]], sorted(ids[cfg["calib_pool"]:])
+    calib_ids = sorted(pool[:cfg["calib_articles"]])
     with timed(f"building the {cfg['source']} evaluation set"):
         evals = source_module(cfg["source"]).build(cfg, articles, eval_ids, seed, args.downloads)
     calib = [{"text": "\n".join(articles[a]), "id": f"bbc:{a}"} for a in calib_ids]

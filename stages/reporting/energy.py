@@ -4,7 +4,9 @@ per-variant keys, carbon from a grid intensity, and break-even counts against th
 One inference is an image end to end: it drives `gco2e_per_1000` and `break_even_inferences`.
 Break-even = the one-time conversion energy / the gross energy saved per image versus float32
 on the same runtime, rounded up; null when the variant saves nothing per image (it never
-repays). The language models' energy per decoded token is in stages/reporting/lm.py's rows.
+repays), and "within noise" when the saving is inside the run-to-run spread: the end-to-end
+figure is one window, so the spread is the bare-invoke figure's p10-p90 over its windows, and
+the saving counts only where the variant's p90 lies below the reference's p10. The language models' energy per decoded token is in stages/reporting/lm.py's rows.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ WORLD = 475.0   # gCO2e/kWh, codecarbon's world average (the energy.grid_gco2_pe
 DEFINITION = ("an image end to end (detector; break-even is the conversion energy over the "
               "gross energy saved per image versus float32 on the same runtime, and none where "
               "the variant saves nothing), a decoded token (language models: J/token in their tables).")
-INFERENCE = {"detector": ("float32", "energy_j_per_image_e2e")}
+INFERENCE = {"detector": ("float32", "energy_j_per_image_e2e", "energy_j_per_image")}
+NOISE = "within noise"
 
 
 def flat(fig: dict, key: str) -> dict:
@@ -51,15 +54,23 @@ def break_even(compress_j: float | None, reference_j: float, variant_j: float) -
     return max(1, math.ceil(compress_j / saving))
 
 
+def resolved(reference: dict, variant: dict, spread_key: str) -> bool:
+    """The variant's saving lies outside the run-to-run spread: its p90 is below the reference's
+    p10 (both over repeated windows). No spread recorded: unresolved."""
+    ref, var = reference.get(f"{spread_key}_p10_p90"), variant.get(f"{spread_key}_p10_p90")
+    return bool(ref and var) and var[1] < ref[0]
+
+
 def derive(rows: dict[str, dict], family: str, grid_gco2_per_kwh: float) -> dict[str, dict]:
     """Adds gco2e_per_1000, compress_gco2e and break_even_inferences to every row (in place)."""
-    ref, key = INFERENCE[family]
+    ref, key, spread_key = INFERENCE[family]
     for variant, row in rows.items():
         row["gco2e_per_1000"] = grams(1000 * row[key], grid_gco2_per_kwh)
         row["compress_gco2e"] = grams(row["compress_energy_j"], grid_gco2_per_kwh)
         own = reference(variant, ref, rows)
-        row["break_even_inferences"] = None if variant == own else break_even(
-            row["compress_energy_j"], rows[own][key], row[key])
+        even = None if variant == own else break_even(row["compress_energy_j"], rows[own][key], row[key])
+        row["break_even_inferences"] = (NOISE if even is not None
+                                        and not resolved(rows[own], row, spread_key) else even)
     return rows
 
 

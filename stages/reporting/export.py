@@ -38,8 +38,9 @@ def write_png(items, folder: Path, browser: str) -> None:
 
     for name in ("kaleido", "choreographer", "logistro"):  # their INFO lines drown the stage's
         logging.getLogger(name).setLevel(logging.WARNING)
-    specs = [dict(fig=fig.to_dict(), path=folder / f"{stem}.png", opts=PNG)
-             for stem, _, fig in items]
+    specs = [dict(fig=fig.to_dict(), path=folder / f"{stem}.png",
+                  opts=PNG | {k: v for k in ("width", "height") if (v := fig.layout[k])})
+             for stem, _, fig in items]   # a figure that sets its size (panels of bars) keeps it
     try:
         kaleido.write_fig_from_object_sync(specs, kopts=dict(path=browser, mathjax=False))
     except Exception as exc:  # kaleido/choreographer raise many types; name the browser

@@ -12,7 +12,8 @@ from stages.schema.section import Section, listify
 class Lambada(Section):
     source: Literal["offline", "local", "official"]
     local_path: str
-    calib_articles: int = Field(ge=1)
+    calib_pool: int = Field(ge=1)       # articles reserved for calibration: fixes the evaluation set
+    calib_articles: int = Field(ge=1)   # the first of the pool's (seeded) order that calibration uses
     min_words: int = Field(ge=1)
     max_words: int = Field(ge=2)
     min_target_len: int = Field(ge=1)
@@ -21,6 +22,9 @@ class Lambada(Section):
     def _words(self):
         if self.min_words > self.max_words:
             raise ValueError("min_words must be <= max_words")
+        if self.calib_articles > self.calib_pool:
+            raise ValueError(f"calib_articles ({self.calib_articles}) must be <= calib_pool "
+                             f"({self.calib_pool}): calibration draws from the reserved pool only")
         return self
 
 
