@@ -56,8 +56,13 @@ def render(det: dict[str, dict], lm_section: list[str], params: dict, machine: d
     src = {"coco.source": params["coco.source"], "detector.source": params["detector"]["source"],
            "lambada.source": params["lambada.source"]}
     src.update({f"models.{n}": m["weights"]["source"] for n, m in params["models"].items()})
-    parts = ["# Results: what compression does to a detector and a language model", "",
-             "## Data and model sources", ""]
+    cut = next((i for i, line in enumerate(lm_section) if line.startswith("## Language models")), 0)
+    gate, lm_tables = lm_section[:cut], lm_section[cut:]   # the pass/fail matrix heads the report
+    parts = ["# Results: what compression does to a detector and a language model", "", *gate]
+    if gate and "host" in params:
+        parts += [f"Speed, size and energy beside each pass: timed on host **{params['host']}**, "
+                  "batch 1 (the tables below give each row's TTFT, TPOT and energy method).", ""]
+    parts += ["## Data and model sources", ""]
     parts += [f"- `{name}`: **{value}**" for name, value in src.items()]
     if "host" in params:
         parts += [f"- `host`: **{params['host']}**: every speed, memory and energy figure below was "
@@ -74,7 +79,7 @@ def render(det: dict[str, dict], lm_section: list[str], params: dict, machine: d
     ratios = ratio_lines(det)
     if ratios:
         parts += ["### int8 speed-up per runtime (one run, this machine)", ""] + ratios + [""]
-    parts += lm_section
+    parts += lm_tables
     parts += [
               "## Differences within the noise", "",
               "Brackets are 95% bootstrap intervals over the evaluated images or examples. "
