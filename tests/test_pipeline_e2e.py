@@ -27,6 +27,12 @@ TINY = {  # every stage runs, each in seconds on 2 cores
     "lambada": {"calib_articles": 64},
     "eval_lm": {"limit": 12},
     "bench_lm": {"decode_tokens": 4, "prefill_tokens": 32, "speed_repeats": 1},
+    "classifier": {"max_len": 16, "train": {"epochs": 1, "lr": 1.0e-4, "batch_size": 64, "weight_decay": 0.0, "threads": 2},
+                   "nodes": {"distill": {"method": "distill", "input": "fp32", "layers": 2, "epochs": 1}},
+                   "variants": {"fp32-pytorch": {"node": "fp32", "runtime": "pytorch", "precision": "fp32"},
+                                "distill-int8-onnxruntime": {"node": "distill", "runtime": "onnxruntime",
+                                                             "precision": "int8_static"}},
+                   "bench": {"threads": 2, "batch": 4, "warmup": 1, "runs": 3}},
 }
 LM = {
     "models": {"tiny": {"architecture": "LlamaForCausalLM", "weights": {"source": "local", "path": "tiny-lm"}}},
@@ -58,7 +64,7 @@ def copy_tree(dest: Path, model: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.split("\n")
     for rel in filter(None, files):
-        if (ROOT / rel).is_file() and not rel.startswith(("metrics/lm/", "metrics/detector/")):   # this DAG writes its own
+        if (ROOT / rel).is_file() and not rel.startswith(("metrics/lm/", "metrics/detector/", "metrics/cls/")):   # this DAG writes its own
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     shutil.copytree(model, dest / "tiny-lm")

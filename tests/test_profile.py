@@ -32,6 +32,10 @@ def test_quick_covers_every_runtime_and_method_family(quick):
     # the detector: LiteRT float32 (the reference), calibrated int8 on ONNX Runtime and OpenVINO
     assert "float32" in quick["detector"]["precisions"]
     assert {split_variant(r) for r in quick["detector"]["runtimes"]} == {("onnxruntime", "int8"), ("openvino", "int8")}
+    # the classifier: every runtime, a compressed node, a reference that is in the slice
+    cls = quick["classifier"]
+    assert {v["runtime"] for v in cls["variants"].values()} == {"pytorch", "onnxruntime", "openvino"}
+    assert cls["reference"] in cls["variants"] and {v["node"] for v in cls["variants"].values()} - {"fp32"}
 
 
 def test_quick_is_smaller_than_the_default(quick):

@@ -98,6 +98,16 @@ def test_readme_gpu_block_matches_the_committed_gpu_files():
         "docs/gpu.md GPU block differs from metrics/gpu: run python -m stages.entry.readme"
 
 
+def test_readme_classifier_block_matches_the_committed_rows():
+    from stages.reporting.readme import CLS_END, CLS_START, render_cls
+
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index(CLS_START):text.index(CLS_END) + len(CLS_END)]
+    rows = json.loads((ROOT / "plots" / "cls" / "variants.json").read_text())
+    assert block == render_cls(rows), "README classifier block differs: run python -m stages.entry.readme"
+    assert "| `fp32-pytorch` |" in block and "Goal:" in block
+
+
 def test_readme_entry_writes_both_blocks_and_refuses_an_old_summary(tmp_path):
     from stages.core.errors import PipelineError
     from stages.entry import readme as entry
@@ -109,7 +119,8 @@ def test_readme_entry_writes_both_blocks_and_refuses_an_old_summary(tmp_path):
     (tmp_path / "gpu.md").write_text(f"gpu intro\n{GPU_START}\nstale\n{GPU_END}\n")
     args = ["--readme", str(tmp_path / "README.md"), "--summary", str(tmp_path / "summary.json"),
             "--params", str(ROOT / "params.yaml"), "--gpu-doc", str(tmp_path / "gpu.md"),
-            "--run-time", str(tmp_path / "no_run_time.json")]   # none: the quick start is left as it is
+            "--run-time", str(tmp_path / "no_run_time.json"),   # none: the quick start is left as it is
+            "--cls", str(tmp_path / "no_variants.json")]         # none: the classifier block too
     entry.main(args)
     k = yaml.safe_load((ROOT / "params.yaml").read_text())["eval_lm"]["k"]
     assert (tmp_path / "README.md").read_text() == f"intro\n{render(summary, k)}\noutro\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 from stages.core.errors import PipelineError, run_main
 from stages.core.files import read_json
 from stages.reporting import gpu
-from stages.reporting.readme import (GPU_END, GPU_START, QUICK_END, QUICK_START, render, render_gpu,
-                                     render_quickstart, replace_block)
+from stages.reporting.readme import (CLS_END, CLS_START, GPU_END, GPU_START, QUICK_END, QUICK_START, render,
+                                     render_cls, render_gpu, render_quickstart, replace_block)
 from stages.schema import params as P
 
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gpu", default="metrics/gpu", type=Path)
     ap.add_argument("--gpu-doc", default="docs/gpu.md", type=Path, help="the page holding the GPU block")
     ap.add_argument("--run-time", default="metrics/run_time.json", type=Path)
+    ap.add_argument("--cls", default="plots/cls/variants.json", type=Path, help="the classifier's rows")
     args = ap.parse_args(argv)
     k = P.load(args.params, ("eval_lm.k",))["eval_lm"]["k"]
     summary = read_json(args.summary, "summary")
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.run_time.is_file():
         quick = render_quickstart(read_json(args.run_time, "run times"), stage_names())
         text = replace_block(text, quick, QUICK_START, QUICK_END)
+    if args.cls.is_file():
+        text = replace_block(text, render_cls(read_json(args.cls, "classifier rows")), CLS_START, CLS_END)
     gpu_text = replace_block(args.gpu_doc.read_text(), render_gpu(gpu.load(args.gpu)), GPU_START, GPU_END)
     args.readme.write_text(text)   # both rendered before either is written
     args.gpu_doc.write_text(gpu_text)

@@ -2,13 +2,14 @@
 checks that the README block equals this rendering, so its figures are never hand-typed)."""
 from __future__ import annotations
 
-from stages.reporting import gpu as gpu_tables, gpu_distill, gpu_methods, lm_gate, lm_render
+from stages.reporting import cls, gpu as gpu_tables, gpu_distill, gpu_methods, lm_gate, lm_render
 from stages.reporting.specs import DETECTOR_METRICS
 from stages.reporting.tables import cell, label, ratio_lines
 
 START, END = "<!-- results:start (python -m stages.entry.readme) -->", "<!-- results:end -->"
 QUICK_START, QUICK_END = "<!-- quickstart:start (python -m stages.entry.readme) -->", "<!-- quickstart:end -->"
 GPU_START, GPU_END = "<!-- gpu:start (python -m stages.entry.readme) -->", "<!-- gpu:end -->"
+CLS_START, CLS_END = "<!-- cls:start (python -m stages.entry.readme) -->", "<!-- cls:end -->"
 DET_KEYS = ("agreement_mAP", "AP", "AP50", "latency_ms_median", "images_per_s", "size_mb")
 
 
@@ -106,3 +107,8 @@ def replace_block(readme: str, block: str, start: str = START, end: str = END) -
     if not sep or end not in rest:
         raise ValueError(f"README has no {start} ... {end} block")
     return head + block + rest.split(end, 1)[1]
+
+
+def render_cls(rows: list[dict]) -> str:
+    """The classifier's block, from the committed plots/cls/variants.json."""
+    return "\n".join([CLS_START, "", *cls.readme(rows), "", CLS_END])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from stages.schema.classifier import Classifier
 from stages.schema.common import Bootstrap, Energy
 from stages.schema.detector import BenchDet, Coco, Detector
 from stages.schema.host import HostName
@@ -34,3 +35,4 @@ class Params(LmTables):
     gpu_lm: GpuLm
     energy: Energy
     verdict: Verdict
+    classifier: Classifier
