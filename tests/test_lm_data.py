@@ -23,7 +23,7 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 # The defaults the README's figures were measured with (1,607 examples; 52 of the 256
 # reserved articles dropped as near-duplicates), set here so the test does not depend on
 # today's params.yaml.
-OFFLINE = {"source": "offline", "calib_pool": 256, "calib_articles": 256, "min_words": 40, "max_words": 120,
+OFFLINE = {"source": "offline", "calib_pool": 256, "calib_articles": 256, "min_examples": 1, "min_words": 40, "max_words": 120,
            "min_target_len": 4}
 
 
@@ -118,6 +118,21 @@ def test_the_calibration_size_never_moves_the_evaluation_set(offline, tmp_path):
     assert (small / "eval.jsonl").read_bytes() == (offline / "eval.jsonl").read_bytes()
     few, many = ({c["id"] for c in read_jsonl(d / "calib.jsonl")} for d in (small, offline))
     assert 0 < len(few) <= 10 and few <= many
+
+
+def test_too_few_examples_is_an_error_and_a_repeat_a_warning(tmp_path, caplog):
+    from stages.entry.lambada_data import check_size
+
+    recs = [{"text": "a passage one", "id": "a"}, {"text": "A  passage one", "id": "b"}, {"text": "other x", "id": "c"}]
+    with pytest.raises(PipelineError, match=r"3 evaluation examples, fewer than lambada.min_examples \(4\)"):
+        check_size(recs, 4, "local")
+    check_size(recs, 3, "local")
+    assert "1 of 3 evaluation examples repeat an earlier one (first: b = a)" in caplog.text
+    local = tmp_path / "three.jsonl"
+    local.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(PipelineError, match="fewer than lambada.min_examples"):
+        run(tmp_path, source="local", local_path=str(local), min_examples=100)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_pool_as_large_as_the_corpus_is_an_error_naming_its_size(tmp_path):

@@ -23,6 +23,22 @@ from stages.schema import params as P
 PARAMS = ("seed", "lambada")
 
 
+def check_size(evals: list[dict], minimum: int, source: str) -> None:
+    """Too few examples is an error; a repeated example is a loud warning, not an error: the
+    official LAMBADA file itself repeats 2 of its 5,153 passages, and lm-evaluation-harness
+    scores all of them, so comparable numbers keep them."""
+    if len(evals) < minimum:
+        raise PipelineError(f"lambada ({source}): {len(evals)} evaluation examples, fewer than "
+                            f"lambada.min_examples ({minimum})")
+    first: dict[str, str] = {}
+    repeats = [(r["id"], first.setdefault(" ".join(r["text"].lower().split()), r["id"])) for r in evals]
+    repeats = [(a, b) for a, b in repeats if a != b]
+    if repeats:
+        log.warning("lambada (%s): %d of %d evaluation examples repeat an earlier one (first: %s = %s); "
+                    "they are kept and scored, as lm-evaluation-harness does", source, len(repeats),
+                    len(evals), *repeats[0])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, type=Path)
@@ -42,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     calib_ids = sorted(pool[:cfg["calib_articles"]])
     with timed(f"building the {cfg['source']} evaluation set"):
         evals = source_module(cfg["source"]).build(cfg, articles, eval_ids, seed, args.downloads)
+    check_size(evals, cfg["min_examples"], cfg["source"])
     calib = [{"text": "\n".join(articles[a]), "id": f"bbc:{a}"} for a in calib_ids]
     leaks = overlapping(calib, evals)
     kept = [c for c in calib if c["id"] not in leaks]

@@ -14,6 +14,7 @@ class Lambada(Section):
     local_path: str
     calib_pool: int = Field(ge=1)       # articles reserved for calibration: fixes the evaluation set
     calib_articles: int = Field(ge=1)   # the first of the pool's (seeded) order that calibration uses
+    min_examples: int = Field(ge=1)     # an evaluation set smaller than this is an error
     min_words: int = Field(ge=1)
     max_words: int = Field(ge=2)
     min_target_len: int = Field(ge=1)
