@@ -1,6 +1,6 @@
 """Accuracy of a classifier variant on the test split: accuracy and macro-F1 with bootstrap
 95% intervals, and every example's prediction (the report pairs each variant with the
-reference on these). Scoring runs batched; its result does not depend on the threads."""
+reference on these). Scoring runs in batches of 32 at classifier.bench.threads."""
 from __future__ import annotations
 
 import argparse
