@@ -309,3 +309,17 @@ def test_the_encoder_archive_is_checksummed(tmp_path):
     with pytest.raises(PipelineError, match="checksum mismatch"):
         encoder.extract(cfg, tmp_path / "enc")
     assert not (tmp_path / "enc").exists()
+
+
+def test_the_params_check_reads_a_local_labelled_file_before_any_stage(tmp_path):
+    from stages.entry.check_params import preflight
+
+    bad = tmp_path / "mine.jsonl"
+    bad.write_text('{"text": "fine", "label": "a"}\n{"text": "no label"}\n')
+    raw = params_with()
+    raw["classifier"]["data"].update(source="local", local_path=str(bad))
+    with pytest.raises(PipelineError, match=":2: expected"):
+        preflight(P.validate(raw))
+    raw["classifier"]["data"]["local_path"] = str(tmp_path / "absent.jsonl")
+    with pytest.raises(PipelineError, match="classifier.data.local_path: .*absent.jsonl not found"):
+        preflight(P.validate(raw))

@@ -170,12 +170,16 @@ def bad_source(kind: str, raw: dict, bad: Path) -> None:
         (bad / "model" / "model.safetensors").write_bytes(b"")
         (bad / "model" / "tokenizer.json").write_text("{}")
         raw["models"]["tiny"]["weights"] = {"source": "local", "path": str(bad / "model")}
+    elif kind == "classifier":   # a local labelled JSONL with a line that has no label
+        (bad / "labelled.jsonl").write_text('{"text": "fine", "label": "a"}\n{"text": "no label"}\n')
+        raw["classifier"]["data"].update(source="local", local_path=str(bad / "labelled.jsonl"))
     else:                   # a Hub model that cannot be resolved (no such repo, or no network)
         raw["models"]["tiny"]["weights"] = {"source": "hub", "id": "no-such-org/no-such-model", "revision": "main"}
 
 
 @pytest.mark.parametrize("kind, stage", [("lambada", "check_params"), ("coco", "check_params"),
-                                         ("model", "check_params"), ("hub", "lm_source@tiny")])
+                                         ("model", "check_params"), ("classifier", "check_params"),
+                                         ("hub", "lm_source@tiny")])
 def test_bad_source_through_dvc_repro_loses_nothing(repo, tmp_path, kind, stage):
     """Bad content read in place stops the params check; a source that only its stage can reach
     (the Hub) fails inside the stage, whose persisted outputs stay. Either way: one line, no

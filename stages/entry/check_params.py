@@ -14,6 +14,7 @@ from pathlib import Path
 from stages.core.errors import PipelineError, run_main
 from stages.core.files import atomic_path, read_json
 from stages.datasets.coco import read_gt
+from stages.datasets.topics import local_examples
 from stages.datasets.lambada import read_jsonl
 from stages.meters.cpu_power import grid_intensity
 from stages.meters.energy_sources import nvml_handle
@@ -35,6 +36,8 @@ def preflight(p: Params) -> None:
                   ("coco.local.calib_images", p.coco.local.calib_images, Path.is_dir)]
     if p.lambada.source == "local":
         local.append(("lambada.local_path", p.lambada.local_path, Path.is_file))
+    if p.classifier.data.source == "local":
+        local.append(("classifier.data.local_path", p.classifier.data.local_path, Path.is_file))
     for key, value, exists in local:
         if not exists(Path(value)):
             raise PipelineError(f"{key}: {value} not found")
@@ -44,6 +47,8 @@ def preflight(p: Params) -> None:
         read_gt(Path(p.coco.local.annotations))
     if p.lambada.source == "local":
         read_jsonl(Path(p.lambada.local_path))
+    if p.classifier.data.source == "local":
+        local_examples(Path(p.classifier.data.local_path))
     for m in p.models.values():
         if m.weights.source == "local":
             check_local(Path(m.weights.path))
