@@ -178,7 +178,9 @@ def figures(gpu: dict) -> list[tuple[str, str, go.Figure]]:
         error_y=dict(type="data", symmetric=False, array=[e["acc_ci95"][1] - e["acc"] for e in ev.values()],
                      arrayminus=[e["acc"] - e["acc_ci95"][0] for e in ev.values()])))
     acc.update_layout(title=f"SmolLM2-135M, lm_eval on CUDA: LAMBADA acc (n = {', '.join(f'{k:,}' for k in n)} "
-                            "official, 95% CI)<br>vs J per example, NVML over the same run",
+                            "official, 95% CI)<br>vs J per example, NVML over the same run"
+                            "<br><sup>the eval files do not record their host: base and the widths are "
+                            "two runs (eval_base.json, eval_gptq.json), maybe on two leases</sup>",
                       xaxis_title="J / evaluated example (NVML, gross)", yaxis_title="LAMBADA acc",
                       template="plotly_white", showlegend=False, xaxis_range=[0, x_max],
                       yaxis_range=[y_lo, y_hi])
