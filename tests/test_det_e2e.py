@@ -192,9 +192,9 @@ def test_one_two_three_threads_detect_the_same(built):
 # ------------------------------------------------------------------ the shared 206-image sample
 
 @pytest.fixture(scope="module")
-def mini(built, tmp_path_factory):
-    """The pipeline on the shared sample: coco_data (206 evaluated, CALIB_SIZE calibration
-    images), int8 det_convert, det_eval of float32 and int8, det_agreement."""
+def mini_float(built, tmp_path_factory):
+    """The pipeline on the shared sample, float32 only: coco_data (206 evaluated, CALIB_SIZE
+    calibration images) and det_eval of float32."""
     if not (MINI.exists() and CALIB.exists()):
         pytest.skip("shared coco-val2017-mini / coco-val2017-calib absent")
     root = tmp_path_factory.mktemp("mini")
@@ -205,6 +205,25 @@ def mini(built, tmp_path_factory):
         "coco.local.calib_images": str(CALIB), "detector.precisions": ["float32", "int8"],
         "bootstrap.samples": BOOTSTRAP}))
     coco_data.main(["--out", str(root / "coco"), "--params", params])
+    evaluate(root, params, "float32", built / "float32.tflite")
+    return SimpleNamespace(root=root, params=params,
+                           gt=json.loads((root / "coco" / "eval.json").read_text()),
+                           calib=json.loads((root / "coco" / "calib.json").read_text()),
+                           metrics={"float32": M.read(root / "metrics" / "float32.json", M.DetEval)})
+
+
+def evaluate(root: Path, params: str, precision: str, model: Path) -> None:
+    det_eval.main(["--variant", precision, "--model", str(model),
+                   "--data", str(root / "coco" / "eval.json"),
+                   "--detections", str(root / "dets" / f"{precision}.json"),
+                   "--metrics", str(root / "metrics" / f"{precision}.json"), "--params", params])
+
+
+@pytest.fixture(scope="module")
+def mini(built, mini_float):
+    """mini_float plus int8: det_convert calibrated on CALIB_SIZE shared images, det_eval of
+    int8 and det_agreement (int8 conversion: over a minute, hence the slow tests)."""
+    root, params = mini_float.root, mini_float.params
     seen = []
     original = litert_ptq.representative
 
@@ -219,11 +238,7 @@ def mini(built, tmp_path_factory):
                           str(root / "coco" / "calib.json"), "--out", str(root / "int8.tflite"),
                           "--params", params])
     models = {"float32": built / "float32.tflite", "int8": root / "int8.tflite"}
-    for precision, model in models.items():
-        det_eval.main(["--variant", precision, "--model", str(model),
-                       "--data", str(root / "coco" / "eval.json"),
-                       "--detections", str(root / "dets" / f"{precision}.json"),
-                       "--metrics", str(root / "metrics" / f"{precision}.json"), "--params", params])
+    evaluate(root, params, "int8", models["int8"])
     quick = str(write_params(root / "quick.yaml", **{"detector.precisions": ["float32", "int8"],
                                                      "detector.runtimes": [],
                                                      "bootstrap.samples": 10}))
@@ -231,14 +246,13 @@ def mini(built, tmp_path_factory):
                         "--data", str(root / "coco" / "eval.json"),
                         "--out", str(root / "agreement.json"), "--params", quick])
     return SimpleNamespace(
-        root=root, models=models, calib_samples=seen,
-        gt=json.loads((root / "coco" / "eval.json").read_text()),
-        calib=json.loads((root / "coco" / "calib.json").read_text()),
+        root=root, models=models, calib_samples=seen, gt=mini_float.gt, calib=mini_float.calib,
         dets={p: json.loads((root / "dets" / f"{p}.json").read_text()) for p in models},
         metrics={p: M.read(root / "metrics" / f"{p}.json", M.DetEval) for p in models},
         agreement=M.read(root / "agreement.json", M.AgreementFile).root)
 
 
+@pytest.mark.slow
 @needs_shared
 def test_int8_calibrated_on_every_shared_calibration_image(mini):
     assert len(mini.calib["images"]) == CALIB_SIZE
@@ -251,26 +265,26 @@ def test_int8_calibrated_on_every_shared_calibration_image(mini):
 
 
 @needs_shared
-def test_float32_ap_on_mini_matches_frozen_graph(built, mini, capsys):
+def test_float32_ap_on_mini_matches_frozen_graph(built, mini_float, capsys):
     ref = FrozenGraph(built / "base" / "frozen_inference_graph.pb", score_threshold=0.001)
     theirs = []
-    for im, path in zip(mini.gt["images"], coco.image_paths(mini.gt, "eval.json")):
+    for im, path in zip(mini_float.gt["images"], coco.image_paths(mini_float.gt, "eval.json")):
         theirs += ssd.to_coco(im["id"], im["width"], im["height"], *ref(ssd.load_image(path)))
-    ap_ours = mini.metrics["float32"].AP
-    ap_ref = C.stats(C.evaluate(mini.gt, theirs))["AP"]
+    ap_ours = mini_float.metrics["float32"].AP
+    ap_ref = C.stats(C.evaluate(mini_float.gt, theirs))["AP"]
     with capsys.disabled():
-        print(f"\nmini AP: float32.tflite {ap_ours:.4f}, frozen graph {ap_ref:.4f}, "
-              f"int8 {mini.metrics['int8'].AP:.4f}")
-    assert mini.metrics["float32"].num_images == 206
+        print(f"\nmini AP: float32.tflite {ap_ours:.4f}, frozen graph {ap_ref:.4f}")
+    assert mini_float.metrics["float32"].num_images == 206
     assert abs(ap_ours - ap_ref) < 0.01
     assert ap_ours > 0.25  # SSD MobileNet v2 scores ~0.29 here; a broken pipeline scores far less
 
 
+@pytest.mark.slow
 @needs_shared
 def test_int8_agrees_with_float32_on_mini(mini, capsys):
     agree = mini.agreement
     with capsys.disabled():
-        print(f"\nmini agreement with float32: int8 mAP {agree['int8'].agreement_mAP:.4f}, "
+        print(f"\nmini int8 AP {mini.metrics['int8'].AP:.4f}; agreement with float32: int8 mAP {agree['int8'].agreement_mAP:.4f}, "
               f"AP50 {agree['int8'].agreement_AP50:.4f} ({CALIB_SIZE} calibration images)")
     assert set(agree) == {"float32", "int8"}
     assert agree["float32"].agreement_mAP == pytest.approx(1.0)
@@ -279,6 +293,7 @@ def test_int8_agrees_with_float32_on_mini(mini, capsys):
     assert mini.metrics["int8"].AP >= mini.metrics["float32"].AP - 0.02
 
 
+@pytest.mark.slow
 @needs_shared
 def test_bootstrap_intervals_on_mini(mini):
     for precision in ("float32", "int8"):

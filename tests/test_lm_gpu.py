@@ -75,6 +75,7 @@ def load_and_run(folder: str, layers: int, vocab: int) -> dict:
             "bytes_per_token": bytes_per_token(model)}
 
 
+@pytest.mark.slow   # a fresh interpreter loading GPTQModel: half a minute
 def test_random_gptq_checkpoint_loads_and_runs_through_gptqmodel(tiny_gptq):
     """In a fresh interpreter, as the stage runs. In the long pytest process (after
     test_lm_e2e) this model's torch.compile'd TorchLinear dequantization failed its index check

@@ -81,8 +81,12 @@ def test_qzeros_shift_is_per_field_and_reversible(bits):
     assert (gptq_v1.shift_qzeros(down, bits, 1) == packed).all()
 
 
-def test_bandwidth_bound_counts_the_cache_and_never_shows_more_than_100_percent():
+def test_bandwidth_bound_reads_the_working_set_and_never_shows_more_than_100_percent(monkeypatch):
     assert bandwidth.fraction(50.0, 10.0, 100_000_000) == pytest.approx(0.5)
-    small, large = bandwidth.read_gb_s(256_000, 1, repeats=5), bandwidth.read_gb_s(256_000_000, 1, repeats=3)
-    assert small > large > 0.1   # a working set that fits in cache reads faster: the bound counts it
+    # which of two sizes reads faster is the host's to say (a timing, not a test): the bound
+    # reads exactly the working set it is given, and divides its bytes by the median read time
+    import torch  # noqa: F401  (imported before the clock below is faked)
+    clock = iter(float(t) for t in range(100))
+    monkeypatch.setattr(bandwidth.time, "perf_counter", lambda: next(clock))   # every read: 1 s
+    assert bandwidth.read_gb_s(256_000_000, 1, repeats=3) == pytest.approx(0.256)
     assert bandwidth.shown(0.42) == "42 %" and bandwidth.shown(1.19) == "bound invalid (>100 %)"

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not DVC.exists() or not shutil.which("git"), reason="no dvc/git")]
 TINY = {  # every stage runs, each in seconds on 2 cores
-    "coco": {"num_images": 2}, "detector": {"precisions": ["float32", "int8"], "calib_size": 3,
+    "coco": {"num_images": 2}, "detector": {"precisions": ["float32"], "calib_size": 3,
                                          "runtimes": ["onnxruntime-int8"]},
     "bootstrap": {"samples": 20}, "bench_det": {"warmup": 1, "latency_runs": 3},
     "lambada": {"calib_articles": 64},
@@ -36,7 +36,7 @@ TINY = {  # every stage runs, each in seconds on 2 cores
 }
 LM = {
     "models": {"tiny": {"architecture": "LlamaForCausalLM", "weights": {"source": "local", "path": "tiny-lm"}}},
-    "quant": {"models": ["tiny"], "methods": ["gptq"], "bits": [8], "runtimes": ["pytorch", "ort_genai"]},
+    "quant": {"models": ["tiny"], "methods": ["gptq"], "bits": [8], "runtimes": ["pytorch"]},
     "methods": {"gptq": {"calib_size": 4, "calib_seq_len": 16}, "rtn": {"group_size": 32},
                 "prune": {"sparsity": 0.5}, "distill": {"steps": 2, "batch_size": 2, "seq_len": 16}},
     "compress": {"tiny-prune": {"model": "tiny", "input": "tiny", "method": "prune"},
@@ -125,7 +125,7 @@ def repo(tmp_path_factory, tiny_hf) -> Path:
 
 def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
-    assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "gptq-int8 · ort_genai", "base · ort_genai int4",
+    assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "base · ort_genai int4",
                                                    "prune+distill · pytorch fp32", "base · llamacpp q8_0"}
     assert all(r["acc_ci95"] and r["model"] == "tiny" for r in lm.values())
     assert "Data and pipelines are up to date." in dvc(repo, "dvc repro")
@@ -177,8 +177,13 @@ def bad_source(kind: str, raw: dict, bad: Path) -> None:
         raw["models"]["tiny"]["weights"] = {"source": "hub", "id": "no-such-org/no-such-model", "revision": "main"}
 
 
-@pytest.mark.parametrize("kind, stage", [("lambada", "check_params"), ("coco", "check_params"),
-                                         ("model", "check_params"), ("classifier", "check_params"),
+SLOW = pytest.mark.slow   # the same check on one more input: run before a stop (-m slow)
+
+
+@pytest.mark.parametrize("kind, stage", [("lambada", "check_params"),
+                                         pytest.param("coco", "check_params", marks=SLOW),
+                                         pytest.param("model", "check_params", marks=SLOW),
+                                         pytest.param("classifier", "check_params", marks=SLOW),
                                          ("hub", "lm_source@tiny")])
 def test_bad_source_through_dvc_repro_loses_nothing(repo, tmp_path, kind, stage):
     """Bad content read in place stops the params check; a source that only its stage can reach
@@ -211,16 +216,18 @@ def test_every_stage_reads_each_param_it_declares(repo):
     assert not {s: u for s, u in unread.items() if u}, "stages declare params in dvc.yaml they never read"
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize("change, message", [   # an unknown choice, a typo'd key, an unsupported pair
     (lambda p: p["coco"].update(source="nonsense"), "coco.source: Input should be"),
     (lambda p: p["quant"].update(bit=4), "quant.bit"),
     (lambda p: p["detector"].update(runtimes=["openvino-float16"]), "unsupported (runtime, precision)"),
-    (lambda p: p["eval_lm"].update(topk=3), "did you mean 'eval_lm.k'?"),
-    (lambda p: p["runtimes"]["ort_genai"].update(blok_size=32), "did you mean 'block_size'?"),
-    (lambda p: p["methods"]["prune"].update(sparsity=1.0), "sparsity"),
-    (lambda p: p["variants"].update(x={"node": "tiny-gptq8", "runtime": "openvino"}), "is a quant sweep width"),
-    (lambda p: p["variants"].update(x={"node": "tiny-prune", "runtime": "llamacpp", "precision": "q9"}), "precision"),
-    (lambda p: p["compress"].update(x={"model": "tiny", "input": "tiny-nope", "method": "prune"}), "tiny-nope"),
+    *(pytest.param(change, message, marks=SLOW) for change, message in [   # the schema's unit tests cover these too
+        (lambda p: p["eval_lm"].update(topk=3), "did you mean 'eval_lm.k'?"),
+        (lambda p: p["runtimes"]["ort_genai"].update(blok_size=32), "did you mean 'block_size'?"),
+        (lambda p: p["methods"]["prune"].update(sparsity=1.0), "sparsity"),
+        (lambda p: p["variants"].update(x={"node": "tiny-gptq8", "runtime": "openvino"}), "is a quant sweep width"),
+        (lambda p: p["variants"].update(x={"node": "tiny-prune", "runtime": "llamacpp", "precision": "q9"}), "precision"),
+        (lambda p: p["compress"].update(x={"model": "tiny", "input": "tiny-nope", "method": "prune"}), "tiny-nope"),
+    ]),
 ])
 def test_bad_param_through_dvc_repro_is_one_line_and_removes_nothing(repo, change, message):
     before = {p: p.stat().st_mtime_ns for d in ("data", "models", "metrics")
@@ -245,7 +252,7 @@ def test_a_runtime_knob_or_plugin_reruns_only_that_runtimes_stages(repo):
     finally:
         (repo / "params.yaml").write_text(good)
     # eval/bench follow their build once it has re-run; status names the stages whose own inputs moved
-    assert changed == {"lm_build@tiny-ort-int4", "lm_sweep_build@tiny-gptq-ort_genai"}
+    assert changed == {"lm_build@tiny-ort-int4"}
     plugin = repo / "stages" / "runtimes" / "lm" / "llamacpp.py"
     text = plugin.read_text()
     plugin.write_text(text + "\n# an edit of the llama.cpp plugin\n")
@@ -259,8 +266,7 @@ def test_a_runtime_knob_or_plugin_reruns_only_that_runtimes_stages(repo):
 def test_exp_run_reruns_only_the_new_width_and_metrics_diff(repo):
     out = dvc(repo, "dvc exp run -S quant.bits=4")
     assert ran(out) - {"check_params", "aggregate"} == {"lm_quant@tiny-gptq"} | {
-        f"lm_sweep_{s}@tiny-gptq-{rt}" for s in ("build", "eval", "bench")
-        for rt in ("pytorch", "ort_genai")}   # the sweep's stages, each now at 4 bits only
+        f"lm_sweep_{s}@tiny-gptq-pytorch" for s in ("build", "eval", "bench")}   # the sweep's stages, now at 4 bits only
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
     assert "tiny-gptq-pytorch/int4" in lm and "tiny-gptq-pytorch/int8" not in lm
     assert "tiny-ort-int4" in lm and "tiny-prune+distill-pytorch" in lm   # the rest stays
@@ -270,6 +276,7 @@ def test_exp_run_reruns_only_the_new_width_and_metrics_diff(repo):
     assert ["metrics/headline/lm/tiny-gptq-pytorch/int8.json", "acc"] in [r[:2] for r in rows]   # gone
 
 
+@pytest.mark.slow   # a second DAG build from nothing (the remote test's clone B re-runs nothing at another path)
 def test_a_clone_at_another_path_gives_the_same_hashes_and_builds_without_gptq(repo, tmp_path, tiny_hf):
     other = copy_tree(tmp_path / "deeper" / "clone_b", tiny_hf)
     out = dvc(other, "dvc repro " + " ".join(DATA_STAGES) + " lm_build@tiny-ort-int4")

@@ -74,3 +74,20 @@ def test_a_profile_applies_again_on_top_of_itself(tmp_path):
     again = profile.effective(params, profile.overrides("quick"))
     assert "~models.gemma3-270m" in items and "~models.gemma3-270m" not in again
     assert profile.applied(params, again)["variants"] == profile.applied(ROOT / "params.yaml", items)["variants"]
+
+
+def test_the_profile_keeps_only_its_own_dags_lock_entries(quick, tmp_path):
+    """DVC re-reads and rewrites the whole lock around each stage: the profile drops the entries
+    of the default's stages it does not run, and keeps its own untouched."""
+    import yaml
+    names = profile.dag_stages(quick)
+    assert {"check_params", "aggregate", "lm_quant@smollm2-135m-gptq", "cls_report"} <= names
+    assert not {n for n in names if "gemma3" in n}   # the profile removes Gemma 3
+    lock = tmp_path / "dvc.lock"
+    lock.write_text((ROOT / "dvc.lock").read_text())
+    before = yaml.safe_load(lock.read_text())["stages"]
+    dropped = profile.trim_lock(lock, names)
+    after = yaml.safe_load(lock.read_text())["stages"]
+    assert set(after) == set(before) & names and dropped == len(before) - len(after) > 0
+    assert all(after[n] == before[n] for n in after)
+    assert profile.trim_lock(lock, names) == 0   # a second run of the profile: nothing more to drop
