@@ -18,6 +18,8 @@ KNOBS = {"gptq": {"bits": 4, "calib_size": 8, "calib_seq_len": 32},
          "rtn": {"bits": 4},
          "awq": {"bits": 4, "calib_size": 8, "calib_seq_len": 32},
          "prune": {"sparsity": 0.5},
+         "wanda": {"sparsity": 0.5, "calib_size": 8, "calib_seq_len": 32},
+         "sparsegpt": {"pattern": "2:4", "calib_size": 8, "calib_seq_len": 32, "block_size": 32},
          "distill": {"steps": 2, "batch_size": 2, "seq_len": 16}}
 IDS = [1, 504, 2443, 314, 253, 3474, 30, 378, 1015, 282]
 
@@ -69,7 +71,7 @@ def test_method_output_loads_and_scores(name, arch, sources, wide, calibration, 
     assert cfg["_name_or_path"].endswith(f"-{name}") and "/" not in cfg["_name_or_path"]   # no local path
     if method.quantizes:
         assert cfg["quantization_config"]["bits"] == KNOBS[name]["bits"] == info["bits"]
-    if name == "prune":
+    if name in ("prune", "wanda", "sparsegpt"):
         assert info["sparsity"] == pytest.approx(0.5, abs=0.01)
     if name == "distill":
         assert info["layers"] == -(-json.loads((src / "config.json").read_text())["num_hidden_layers"] // 2)
