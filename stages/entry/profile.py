@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from stages.core.errors import PipelineError, log, run_main
+from stages.core.files import atomic_path
 from stages.entry.check_params import preflight
 from stages.schema import params as P
 
@@ -101,9 +102,8 @@ def trim_lock(lock: Path, keep: set[str]) -> int:
     stages = doc.get("stages", {})
     kept = {name: entry for name, entry in stages.items() if name in keep}
     if len(kept) < len(stages):
-        tmp = lock.with_name(f".tmp-{lock.name}")
-        dump_yaml(tmp, {**doc, "stages": kept})
-        tmp.replace(lock)   # atomic: an interrupted trim leaves the old lock
+        with atomic_path(lock) as tmp:   # an interrupted trim leaves the old lock
+            dump_yaml(tmp, {**doc, "stages": kept})
     return len(stages) - len(kept)
 
 
