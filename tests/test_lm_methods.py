@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 
 from stages.core.errors import PipelineError
 from stages.entry import check_params
-from stages.methods import distill as D, prune as PR
+from stages.methods import distill as D, lm as lm_methods, prune as PR
 from stages.models import lm_record
 from stages.schema import lm_tables as T
 from tests.test_lm_models import CALIB, PARAMS, compress, one_thread, tiny, write_params  # noqa: F401 (fixtures)
@@ -126,7 +126,8 @@ def node(input: str, method: str, **knobs) -> dict:
 
 
 @pytest.mark.parametrize("chains, over, message", [
-    ({"x": node(M, "awqq")}, {}, "unknown LM compression method 'awqq' (known: awq, distill, gptq, prune, rtn)"),
+    ({"x": node(M, "awqq")}, {},   # the message lists every registered method, a plugin's too
+     f"unknown LM compression method 'awqq' (known: {', '.join(lm_methods.names())})"),
     ({"q": node(M, "gptq", bits=4), "q+p": node("q", "prune")}, {},
      "compress.q+p: its input chain is quantized by 'q'; a quantizer ends a chain"),
     ({"a": node("b", "prune"), "b": node("a", "prune")}, {}, "(a cycle)"),
