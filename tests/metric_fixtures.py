@@ -52,7 +52,8 @@ def det_bench(variant: str) -> M.DetBench:
     size, lat, _, _ = DET[variant]
     runtime, precision = split_variant(variant)
     return M.DetBench(runtime=runtime, precision=precision, threads=2, latency_ms_median=lat,
-                      latency_ms_p90=lat * 1.12, invoke_per_s=1000 / lat, images_per_s=800 / lat,
+                      latency_ms_p90=lat * 1.12, network_ms_median=lat * 0.7, network_ms_p90=lat * 0.8,
+                      invoke_per_s=1000 / lat, images_per_s=800 / lat,
                       e2e_over_invoke=0.8, size_mb=size, peak_rss_mb=300 + size, num_images=20,
                       energy_invoke=energy(lat * 8e-3, "image", 50),
                       energy_e2e=energy(lat * 1e-2, "image", 20), machine=MACHINE)

@@ -106,7 +106,7 @@ def test_writes_summary_tables_report_and_figures(workdir, no_png):
     assert "### gemma3-270m" in report and "### smollm2-135m\n\nBase: " in report   # one table per model
     grid = report[report.index("### What ran, per model"):]
     assert "| runtime `openvino` | 1 run |" in grid and "| method `awq` | not run: " in grid
-    assert "| prune+gptq-int4 · pytorch | 4 | 113 | 30.0 [" in report
+    assert "| prune 50%+gptq-int4 · pytorch | 4 | 113 | 30.0 [" in report
     assert "- `openvino`: int8 ÷ float32 invoke latency = **0.50**" in report
     assert "- `litert`: int8 ÷ float32 invoke latency = **0.62**" in report
     assert "- fastest int8 row: `openvino-int8`, 12.50 ms median" in report

@@ -297,10 +297,16 @@ def test_eval_and_bench_reject_bad_models_and_keep_outputs(tmp_path):
 class PerfectDetector:
     """Returns the tiny COCO folder's one ground-truth box [1, 2, 10, 20] of a 64x48 image."""
     def __init__(self):
-        self.calls = 0
+        self.calls = self.network_calls = 0
+
+    def network(self, x):   # the network alone (its raw outputs are not read by the bench)
+        self.network_calls += 1
+        time.sleep(0.002)
+        return {}
 
     def __call__(self, x):
         self.calls += 1
+        time.sleep(0.004)   # network + post-processing: slower than the network alone
         box = np.array([[2 / 48, 1 / 64, 22 / 48, 11 / 64]])
         return box, np.array([0.0]), np.array([0.9]), 1
 
@@ -336,10 +342,12 @@ def test_bench_times_after_warmup_and_records_threads(tmp_path, monkeypatch):
                     "--params", str(params)])
     assert made[0][0] == "litert" and made[0][2] == 3
     assert fake.calls == 2 + 7 + 5  # warm-up, timed invokes, then every image end to end
+    assert fake.network_calls == 2 + 7   # the network alone: the same warm-up and runs
     b = M.read(tmp_path / "bench" / "b.json", M.DetBench)
     assert b.threads == 3 and b.num_images == 5 and b.size_mb == pytest.approx(5e-6)
     assert b.e2e_over_invoke == pytest.approx(b.images_per_s / b.invoke_per_s)
     assert b.invoke_per_s == pytest.approx(1e3 / b.latency_ms_median)
+    assert 2 <= b.network_ms_median < b.latency_ms_median <= b.latency_ms_p90
     # energy in the same windows: 7 timed invokes in blocks, then the 5 images end to end
     assert b.energy_invoke.units == 7 and b.energy_invoke.windows == 5 and b.energy_invoke.unit == "image"
     assert b.energy_e2e.units == 5 and b.energy_e2e.windows == 1

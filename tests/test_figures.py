@@ -116,3 +116,36 @@ def test_labels_of_a_crowded_cluster_do_not_overlap():
 
 def test_points_on_one_another_are_labelled_once():
     assert geometry.merge_colocated([(0.1, 0.1), (0.105, 0.1), (0.5, 0.5)], ["a", "b", "c"]) == ["a = b", "", "c"]
+
+
+def sweep_row(chain: str, sparsity: float | None, acc: float, n: int = 200, runtime: str = "pytorch") -> dict:
+    return {"model": "m", "runtime": runtime, "bits": 32, "chain": chain, "sparsity": sparsity, "acc": acc,
+            "acc_ci95": (acc - 0.05, acc + 0.05), "num_examples": n, "variant": f"{chain} {sparsity}"}
+
+
+def test_the_sparsity_sweep_is_a_line_per_method_from_the_base():
+    rows = {"base": sweep_row("base", None, 0.52), "w50": sweep_row("wanda", 0.5, 0.31),
+            "w20": sweep_row("wanda", 0.2, 0.50), "p50": sweep_row("prune", 0.5, 0.01),
+            "p20": sweep_row("prune", 0.2, 0.45), "p24": sweep_row("prune", None, 0.005),   # 2:4: no point
+            "ov": sweep_row("wanda", 0.2, 0.1, runtime="openvino")}                     # another runtime
+    fig = lm_figures.sparsity_sweep(rows, "m")
+    lines = {tr.name: tr for tr in fig.data}
+    assert set(lines) == {"magnitude (prune)", "wanda"}
+    assert list(lines["wanda"].x) == [0.0, 20.0, 50.0] and list(lines["wanda"].y) == pytest.approx([52, 50, 31])
+    assert list(lines["magnitude (prune)"].y) == pytest.approx([52, 45, 1])
+    assert "200 examples per point" in fig.layout.title.text
+    assert lm_figures.sparsity_sweep({k: rows[k] for k in ("base", "w50", "p50")}, "m") is None   # one sparsity
+    rows["w20"]["num_examples"] = 100
+    with pytest.raises(PipelineError, match="example counts"):
+        lm_figures.sparsity_sweep(rows, "m")
+
+
+def test_a_pruning_label_says_its_sparsity_or_its_pattern():
+    from stages.reporting import lm
+    rec = {"model": "m", "runtime": "pytorch", "knobs": {}, "chain": [
+        {"method": "wanda", "knobs": {"sparsity": 0.3, "pattern": "unstructured"}}]}
+    assert lm.label(rec) == "wanda 30% · pytorch" and lm.sparsity(rec) == 0.3
+    rec["chain"][0]["knobs"]["pattern"] = "2:4"
+    assert lm.label(rec) == "wanda 2:4 · pytorch" and lm.sparsity(rec) is None
+    rec["chain"] = [{"method": "prune", "knobs": {"sparsity": 0.5}}, {"method": "rtn", "knobs": {"bits": 4}}]
+    assert lm.label(rec) == "prune 50%+rtn-int4 · pytorch" and lm.sparsity(rec) is None

@@ -64,9 +64,9 @@ def test_the_matrix_puts_weights_against_runtimes_and_says_why_a_cell_fails():
     head, _, *body = text.splitlines()
     assert head == "| weights | pytorch | llamacpp | ort_genai |"
     cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in body}
-    assert set(cells) == {"base fp32", "base q4_k_m", "gptq-int4", "prune fp32"}
+    assert set(cells) == {"base fp32", "base q4_k_m", "gptq-int4", "prune 50% fp32"}
     assert cells["base fp32"][0].startswith("**reference**")
     assert cells["gptq-int4"][2].startswith("fail (-10.0 pt, 90% agree)")
     assert cells["base q4_k_m"][1].startswith("**confident pass** · 90% agree · 10 tok/s · 100 MB")
-    assert cells["prune fp32"][1] == "–"
+    assert cells["prune 50% fp32"][1] == "–"
     assert "1000 examples" in lm_gate.legend(rows, 0.99)[0]

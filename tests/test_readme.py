@@ -78,9 +78,9 @@ def test_render_shows_intervals_one_table_per_model_and_replace_keeps_the_rest(t
         shown = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ")][1:]
         assert shown == [r["variant"] for r in sorted((r for r in rows.values() if r["model"] == model),
                                                       key=lambda r: -r["acc"])]   # best accuracy first
-    (pruned,) = [line for line in block.splitlines() if line.startswith("| prune+gptq-int4 · pytorch |")]
+    (pruned,) = [line for line in block.splitlines() if line.startswith("| prune 50%+gptq-int4 · pytorch |")]
     lo, hi = rows["smollm2-135m-prune+gptq4-pytorch"]["delta_acc_ci95"]
-    assert pruned.startswith("| prune+gptq-int4 · pytorch | 4 | 113 | 30.0 [")
+    assert pruned.startswith("| prune 50%+gptq-int4 · pytorch | 4 | 113 | 30.0 [")
     agree, kl = (rows["smollm2-135m-prune+gptq4-pytorch"][k] for k in ("agreement", "kl_mean"))
     assert (agree, kl) == (0.7, pytest.approx(0.15))   # 6 of 20 top-1 words differ, 0.5 nats each
     assert f"| -30.0 [{100 * lo:+.1f}, {100 * hi:+.1f}] | 70.0 | 0.15 | 12.5 | 0.42× | less accurate, dominated |" in pruned

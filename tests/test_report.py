@@ -245,7 +245,7 @@ def test_verdict_wording(ci, speed, size, text):
 def test_verdicts_and_labels_from_the_records(lm_rows):
     assert lm.verdict(lm_rows["smollm2-135m-prune+gptq4-pytorch"]) == "less accurate, dominated"
     assert lm.verdict(lm_rows["smollm2-135m-llamacpp-q8_0"]) == "same accuracy, on both fronts"
-    assert lm_rows["smollm2-135m-prune+gptq4-pytorch"]["variant"] == "prune+gptq-int4 · pytorch"
+    assert lm_rows["smollm2-135m-prune+gptq4-pytorch"]["variant"] == "prune 50%+gptq-int4 · pytorch"
     assert (lm_rows["smollm2-135m-ort-int4"]["variant"], lm_rows["smollm2-135m-ort-int4"]["bits"]) == \
         ("base · ort_genai int4", 4)
     rec = variant_record("smollm2-135m-prune+gptq4-pytorch")

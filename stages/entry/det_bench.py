@@ -1,7 +1,10 @@
 """Speed of one detector variant (any runtime) on this machine: a benchmark, not a test.
 
 Bare invoke latency (network + post-processing on a fixed, already preprocessed input;
-median and p90 over bench_det.latency_runs after bench_det.warmup invokes), end-to-end
+median and p90 over bench_det.latency_runs after bench_det.warmup invokes), the network's
+latency alone (the same input and counts; what int8 changes: the post-processing is float on
+every runtime, LiteRT's TFLite_Detection_PostProcess op or ONNX Runtime's and OpenVINO's
+NumPy one, stages/models/ssd_nms.py), end-to-end
 images/s over every evaluated image (JPEG decode + resize + invoke + COCO conversion,
 decoding prefetched in a thread), their ratio, the model's size on disk (a folder: all its
 files), the process's peak RSS (ru_maxrss) and the threads. The file records the machine
@@ -19,6 +22,7 @@ from stages.core.errors import log, run_main, timed
 from stages.meters import energy as E
 from stages.meters import host as H
 from stages.meters.machine import record
+from stages.meters.timing import repeat_ms
 from stages.runtimes.detect_images import detect_all, open_detector, prepare
 from stages.schema import metrics as M
 from stages.schema.common import Energy
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     x = prepare(paths[0])
     with timed(f"latency: {cfg['warmup']} warm-up + {cfg['latency_runs']} timed invokes"):
         times, e_invoke = meter.blocks(lambda: det(x), cfg["warmup"], cfg["latency_runs"], "image")
+    with timed(f"network alone: {cfg['warmup']} warm-up + {cfg['latency_runs']} timed runs"):
+        network = repeat_ms(lambda: det.network(x), cfg["warmup"], cfg["latency_runs"])
     with timed(f"end to end over {len(paths)} images"):
         (_, wall), e_e2e = meter.once(lambda: detect_all(det, gt["images"], paths), len(paths), "image")
     median = float(np.median(times))
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     M.write(args.metrics, M.DetBench(
         runtime=runtime, precision=precision, threads=cfg["threads"],
         latency_ms_median=median, latency_ms_p90=float(np.percentile(times, 90)),
+        network_ms_median=float(np.median(network)), network_ms_p90=float(np.percentile(network, 90)),
         invoke_per_s=invoke_per_s, images_per_s=images_per_s,
         e2e_over_invoke=images_per_s / invoke_per_s, size_mb=size_mb(Path(args.model)),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB

@@ -31,9 +31,20 @@ def _steps(record: dict) -> str:
     steps = []
     for s in record["chain"]:
         k = s["knobs"]
+        pattern = k.get("pattern", "unstructured")
         steps.append(s["method"] + (f"-int{k['bits']}" if "bits" in k else "")
-                     + (f" {k['pattern']}" if k.get("pattern", "unstructured") != "unstructured" else ""))
+                     + (f" {pattern}" if pattern != "unstructured"
+                        else f" {100 * k['sparsity']:g}%" if "sparsity" in k else ""))
     return "+".join(steps) or "base"
+
+
+def sparsity(record: dict) -> float | None:
+    """The sparsity of a one-step unstructured pruning chain (any method with a `sparsity`
+    knob: magnitude, Wanda, SparseGPT), else None: a point of the sparsity sweep."""
+    if len(record["chain"]) != 1:
+        return None
+    k = record["chain"][0]["knobs"]
+    return k["sparsity"] if "sparsity" in k and k.get("pattern", "unstructured") == "unstructured" else None
 
 
 def _precision(record: dict) -> str | None:
@@ -146,6 +157,7 @@ def load(root: Path, samples: int, seed: int, keys: set[str] | None = None,
         rows[key] = {
             "model": rec["model"], "variant": label(rec), "weights": weights(rec), "runtime": rec["runtime"],
             "chain": "+".join(s["method"] for s in rec["chain"]) or "base", "bits": weight_bits(rec),
+            "sparsity": sparsity(rec),
             **{k: ev[k] for k in KEYS["eval"]},
             **{k: bench[k] for k in ("ttft_ms", "tpot_ms", "tpot_p90_ms", "decode_tokens_per_s",
                                      "e2e_tokens_per_s", "prefill_tokens_per_s", "peak_rss_mb",

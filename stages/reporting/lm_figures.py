@@ -1,7 +1,8 @@
 """Plotly figures of the LM rows (stages/reporting/lm.py): per model, LAMBADA accuracy against
 decode speed and against size, with 95% intervals, one colour per runtime, one marker per method
 chain (both in the legend), each point labelled with its weights, the Pareto front drawn, every
-axis labelled with its unit, and one n and one host per figure (mixing them is an error)."""
+axis labelled with its unit, and one n and one host per figure (mixing them is an error); and,
+where pruning ran at several sparsities, accuracy against sparsity per method."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
@@ -15,6 +16,8 @@ SYMBOLS = ["circle", "diamond", "square", "triangle-up", "x", "star", "cross", "
 AXES = {"decode_tokens_per_s": ("decode speed, batch 1 (tokens/s)", False),
         "size_mb": ("size on disk (MB)", True)}
 TIMED = {"decode_tokens_per_s"}   # axes measured on a host: one host per figure
+SWEEP_COLORS = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00"]   # Okabe-Ito, a method each
+SWEEP_NAMES = {"prune": "magnitude (prune)"}   # a method's legend entry, where its name is not the paper's
 
 
 def _single(rows: list[dict], key: str, what: str, model: str) -> str | int:
@@ -79,6 +82,38 @@ def tradeoff(rows: dict[str, dict], model: str, axis: str, task: str = "LAMBADA"
     return fig
 
 
+def sparsity_sweep(rows: dict[str, dict], model: str, task: str = "LAMBADA") -> go.Figure | None:
+    """Accuracy against sparsity, a line per pruning method (one-step unstructured chains on
+    PyTorch fp32, see lm.sparsity), each starting at the model's base (0 %); None when fewer
+    than two sparsities were run. PyTorch's dense kernels gain no speed from zeros: the figure
+    has no speed axis."""
+    mine = {k: r for k, r in rows.items() if r["model"] == model and r["runtime"] == "pytorch" and r["bits"] == 32}
+    points = {k: r for k, r in mine.items() if r["sparsity"] is not None}
+    if len({r["sparsity"] for r in points.values()}) < 2:
+        return None
+    base = next(r for r in mine.values() if r["chain"] == "base")
+    n = _single(list(points.values()) + [base], "num_examples", "example counts", model)
+    fig = go.Figure()
+    for i, method in enumerate(sorted({r["chain"] for r in points.values()})):
+        line = [base] + sorted((r for r in points.values() if r["chain"] == method), key=lambda r: r["sparsity"])
+        xs = [0.0] + [100 * r["sparsity"] for r in line[1:]]
+        fig.add_trace(go.Scatter(
+            x=xs, y=[100 * r["acc"] for r in line], mode="lines+markers", name=SWEEP_NAMES.get(method, method),
+            marker=dict(size=9, symbol=SYMBOLS[i % len(SYMBOLS)], color=SWEEP_COLORS[i % len(SWEEP_COLORS)]),
+            line=dict(color=SWEEP_COLORS[i % len(SWEEP_COLORS)]),
+            error_y=dict(type="data", symmetric=False, thickness=1,
+                         array=[100 * (r["acc_ci95"][1] - r["acc"]) for r in line],
+                         arrayminus=[100 * (r["acc"] - r["acc_ci95"][0]) for r in line]),
+            hovertext=[f"{r['variant']}: {100 * r['acc']:.1f} %" for r in line], hoverinfo="text"))
+    fig.update_layout(
+        title=f"{model}: {task} accuracy vs unstructured sparsity<br><sup>{n} examples per point, 95% "
+              "bootstrap intervals, PyTorch fp32 (dense kernels: zeros give no speed-up)</sup>",
+        xaxis=dict(title="weights zeroed in every decoder linear (%)", dtick=10),
+        yaxis=dict(title=f"{task} acc (%)", rangemode="tozero"), template="plotly_white",
+        width=900, height=560, legend_title_text="pruning method")
+    return fig
+
+
 def build(rows: dict[str, dict], task: str) -> list[tuple[str, str, go.Figure]]:
     """[(file stem, title, figure)] for every model and both trade-offs; `task` names the
     evaluation set as the axis shows it (the offline default is not the official LAMBADA)."""
@@ -87,4 +122,6 @@ def build(rows: dict[str, dict], task: str) -> list[tuple[str, str, go.Figure]]:
         for axis in AXES:
             items.append((f"lm_{model}_{axis}", f"{model}: accuracy vs {AXES[axis][0].split(' (')[0]}",
                           tradeoff(rows, model, axis, task)))
+        if (fig := sparsity_sweep(rows, model, task)) is not None:
+            items.append((f"lm_{model}_sparsity", f"{model}: accuracy vs sparsity", fig))
     return items

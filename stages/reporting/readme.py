@@ -50,6 +50,21 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
+def _fresh_sentence(fresh: dict, tests: dict | None) -> str:
+    """Which fresh clone timed which step. The quick profile may have been re-timed alone, in a
+    later clone with the set-up's environment (`fresh_clone --steps quick --venv .venv`): then
+    it carries its own commit."""
+    where = f"{fresh['cpu']}, {fresh['cores']} cores; `python -m stages.entry.fresh_clone`"
+    ended = f"; the tests ended {tests['summary']}" if tests and "summary" in tests else ""
+    quick = fresh.get("quick", {})
+    if "commit" not in quick:
+        return (f"Steps 1, 2 and 4 were timed one after another in a fresh clone (commit "
+                f"{fresh['commit'][:7]}, {where}), step 2 on an empty DVC cache{ended}. ")
+    return (f"Steps 1 and 4 were timed one after another in a fresh clone (commit {fresh['commit'][:7]}, "
+            f"{where}){ended}; step 2 in another (commit {quick['commit'][:7]}) on an empty DVC cache, "
+            "with step 1's environment. ")
+
+
 def render_quickstart(run_time: dict, stages: list[str]) -> str:
     """The commands of a first session, each with its time as measured: the full run from each
     stage's wall time (stages/entry/timed_repro.py), set-up, the quick profile and the tests from
@@ -70,11 +85,7 @@ def render_quickstart(run_time: dict, stages: list[str]) -> str:
              "python -m stages.entry.profile quick         # 2. a first look (below)" + took(fresh.get("quick")),
              f"dvc repro                                    # 3. the whole pipeline, offline default: {run}",
              "python -m pytest                             # 4. the tests" + took(tests), "```", ""]
-    said = (f"Steps 1, 2 and 4 were timed one after another in a fresh clone (commit "
-            f"{fresh['commit'][:7]}, {fresh['cpu']}, {fresh['cores']} cores; `python -m "
-            "stages.entry.fresh_clone`), step 2 on an empty DVC cache"
-            + (f"; the tests ended {tests['summary']}" if tests and "summary" in tests else "")
-            + ". ") if fresh else ""
+    said = _fresh_sentence(fresh, tests) if fresh else ""
     lines.append(said + f"Step 3 is the sum of {len(timed)} stages' wall times on {' and '.join(cpus)} "
                  "(metrics/run_time.json, written by `python -m stages.entry.timed_repro`, which wraps "
                  "`dvc repro`)" + (f"; {untimed} of the {len(stages)} stages ran before times were "

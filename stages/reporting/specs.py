@@ -53,6 +53,7 @@ DETECTOR_METRICS = (
            nullable=True, group="accuracy", ci=True),
     Metric("latency_ms_median", "invoke latency median (ms)", False, **_BENCH),
     Metric("latency_ms_p90", "invoke latency p90 (ms)", False, **_BENCH),
+    Metric("network_ms_median", "network-only latency median (ms)", False, **_BENCH),
     Metric("invoke_per_s", "invokes/s", True, fmt=".1f", **_BENCH),
     Metric("images_per_s", "images/s end to end", True, fmt=".1f", **_BENCH),
     Metric("e2e_over_invoke", "end-to-end ÷ bare-invoke throughput", True, **_BENCH),

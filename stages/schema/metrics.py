@@ -39,6 +39,8 @@ class DetBench(Record):
     threads: int
     latency_ms_median: float = Field(gt=0)
     latency_ms_p90: float = Field(gt=0)
+    network_ms_median: float = Field(gt=0)   # the network alone, without the post-processing
+    network_ms_p90: float = Field(gt=0)
     invoke_per_s: float = Field(gt=0)
     images_per_s: float = Field(gt=0)
     e2e_over_invoke: float = Field(gt=0)
