@@ -9,8 +9,8 @@ alternating for --repeats rounds; a wall time includes loading the model, as a u
 - this project: the `lm_eval` stage's own command on a PyTorch build of the same node, with the
   reference rows its fidelity metrics need computed once before the timed rounds.
 The two accuracies must be identical (the project claims to score exactly as the harness does),
-else this fails. Writes metrics/lm/harness_speed.json: every wall time, medians, the ratio, the
-host and the library versions.
+else this fails. Writes metrics/lm/harness_speed/<model>.json: every wall time, medians, the
+ratio, the host and the library versions.
 
 lm-eval is not a project dependency (it pins its own datasets and evaluate stacks); install it
 into any virtual environment that sees this project's torch and transformers, e.g.
@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=2, help="alternating timed rounds")
     ap.add_argument("--batch-size", type=int, default=32, help="the harness's --batch_size")
     ap.add_argument("--params", default="params.yaml", type=Path)
-    ap.add_argument("--out", default="metrics/lm/harness_speed.json", type=Path)
+    ap.add_argument("--out", type=Path, help="default: metrics/lm/harness_speed/<model>.json")
     args = ap.parse_args(argv)
+    args.out = args.out or Path("metrics/lm/harness_speed") / f"{args.model}.json"
     if not args.lm_eval.is_file():
         raise PipelineError(f"--lm-eval {args.lm_eval}: not a file (install lm-eval==0.4.13; see --help)")
     node = require_dir(Path("models/lm/nodes") / args.model, "base node (dvc repro lm_source@<model>)")
