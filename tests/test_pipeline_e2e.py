@@ -126,7 +126,7 @@ def repo(tmp_path_factory, tiny_hf) -> Path:
 def test_repro_runs_every_stage_and_second_repro_is_a_no_op(repo):
     lm = json.loads((repo / "metrics" / "summary.json").read_text())["lm"]
     assert {r["variant"] for r in lm.values()} >= {"gptq-int8 · pytorch", "base · ort_genai int4",
-                                                   "prune+distill · pytorch fp32", "base · llamacpp q8_0"}
+                                                   "prune 50%+distill · pytorch fp32", "base · llamacpp q8_0"}
     assert all(r["acc_ci95"] and r["model"] == "tiny" for r in lm.values())
     assert "Data and pipelines are up to date." in dvc(repo, "dvc repro")
 
