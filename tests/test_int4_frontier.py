@@ -168,3 +168,29 @@ def test_the_committed_frontier_matches_the_recipes_file():
             assert r["acc"] == pytest.approx(r["hits"].count("1") / len(base))
             assert r["delta_acc"] == pytest.approx((r["hits"].count("1") - base.count("1")) / len(base))
             assert r["fraction_of_base"] == pytest.approx(r["acc"] / rows["base"]["acc"])
+
+
+@pytest.mark.slow
+def test_the_smollm2_base_already_sits_on_a_4_bit_grid_of_32_column_blocks(tmp_path):
+    """Why asymmetric groups of 32 win the frontier (docs/language-models.md): the packaged base
+    is a Q4_1 GGUF, dequantized, so every 32-column block of every decoder linear holds at most
+    16 values, min + step * q with a float min; GPTQModel's integer zero point cannot place that
+    grid, so rounding to its own asymmetric grid still moves the weights."""
+    from stages.models import lm_source as L
+
+    entry = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())["models"]["smollm2-135m"]
+    model, _, _ = L.load(L.PackageSource(**entry["weights"]), "smollm2-135m")
+    linears = [m.weight.detach() for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and ".layers." in n]
+    assert len(linears) == 210
+    offsets = []
+    for w in linears:
+        blocks = w.reshape(-1, 32).sort(-1).values
+        assert int((1 + (blocks[:, 1:] != blocks[:, :-1]).sum(-1)).max()) <= 16
+        b = blocks[:64]
+        step = (b[:, -1] - b[:, 0]) / 15
+        offsets.append((-b[:, 0] / step) % 1)
+    frac = torch.cat(offsets)
+    assert float(((frac > 0.05) & (frac < 0.95)).float().mean()) > 0.5    # mostly not an integer
+    w = linears[0]
+    assert float((Q.fake_int4(w, 32, sym=False) - w).abs().max()) > 0
