@@ -7,10 +7,10 @@ at lambada.local_path by default), paired against the base on the same examples.
     dvc repro lambada_data lm_source@smollm2-135m
     python -m stages.entry.lm_int4_frontier --model smollm2-135m --device cuda
 
-Recipes: stages/methods/int4_recipes.yaml (stages/methods/int4_recipes.py). Sensitivity: each decoder layer alone is rounded
-to the int4 grid (the others stay float) and the mean next-token loss on calibration passages
-is read; the layers whose rounding raises it most are the ones a recipe's `int8_layers` keeps at
-8 bits (GPTQModel's per-module `dynamic` override). Calibration is the lambada_data stage's
+Recipes: stages/methods/int4_recipes.yaml (schema and quantizer: stages/methods/int4_recipes.py).
+Sensitivity: each decoder layer alone is rounded to the int4 grid (the others stay float) and the
+mean next-token loss on calibration passages is read; the layers whose rounding raises it most
+are the ones a recipe's `int8_layers` keeps at 8 bits (GPTQModel's per-module `dynamic` override). Calibration is the lambada_data stage's
 calib.jsonl, checked disjoint from the evaluated text. On CUDA the model is quantized and scored
 in float16 (the base too), on a CPU in float32. Scoring is batched (the harness's rule, as
 lm_gpu's `score_all`); sizes are the safetensors bytes of each folder.
@@ -119,8 +119,7 @@ def run(args, cfg: dict) -> dict:
                        **score(model, reqs, pad, args.batch)}
             del model
         paired(row, base)
-        log.info(f"{name}: acc {row['acc']:.4f} ({row['fraction_of_base']:.3f} of base), "
-            f"{row['size_mb']:.1f} MB")
+        log.info(f"{name}: acc {row['acc']:.4f} ({row['fraction_of_base']:.3f} of base), {row['size_mb']:.1f} MB")
         rows[name] = row
     frontier(rows)
     import transformers
