@@ -72,7 +72,8 @@ def frontier(rows: dict[str, dict]) -> None:
                               and (o["size_mb"], o["acc"]) != (r["size_mb"], r["acc"]) for o in rows.values())
 
 
-def run(args, cfg: dict) -> dict:
+def run(args, cfg: dict, out: Path) -> None:
+    """Writes `out` after the base and again after every recipe (an interrupted run keeps its rows)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -105,6 +106,18 @@ def run(args, cfg: dict) -> dict:
     del model
     rows = {"base": {**base, "recipe": None, "delta_acc": 0.0, "delta_acc_ci95": [0.0, 0.0],
                      "fraction_of_base": 1.0}}
+    import gptqmodel
+    import transformers
+    doc = {"model": args.model, "device": args.device, "dtype": str(dtype).removeprefix("torch."),
+           "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+           "eval_file": args.eval.name, "num_examples": len(reqs),
+           "calibration": {"file": "data/lambada/calib.jsonl", "passages": len(texts)},
+           "sensitivity": {"loss_increase": sens, "ranked": ranked, **cfg["sensitivity"]},
+           "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                        "gptqmodel": gptqmodel.__version__},
+           "rows": rows}
+    frontier(rows)
+    write_json(out, doc)
     for name, recipe in chosen.items():
         calib = [] if recipe["method"] == "rtn" else [c["input_ids"][0] for c in tokenized_calibration(
             tok, sample(texts, recipe["calib_size"], SEED), recipe["calib_seq_len"])]
@@ -121,17 +134,8 @@ def run(args, cfg: dict) -> dict:
         paired(row, base)
         log.info(f"{name}: acc {row['acc']:.4f} ({row['fraction_of_base']:.3f} of base), {row['size_mb']:.1f} MB")
         rows[name] = row
-    frontier(rows)
-    import transformers
-    import gptqmodel
-    return {"model": args.model, "device": args.device, "dtype": str(dtype).removeprefix("torch."),
-            "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-            "eval_file": args.eval.name, "num_examples": len(reqs),
-            "calibration": {"file": "data/lambada/calib.jsonl", "passages": len(texts)},
-            "sensitivity": {"loss_increase": sens, "ranked": ranked, **cfg["sensitivity"]},
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                         "gptqmodel": gptqmodel.__version__},
-            "rows": rows}
+        frontier(rows)
+        write_json(out, doc)
 
 
 SAME = ("model", "device", "dtype", "gpu", "eval_file", "num_examples", "versions", "sensitivity")
@@ -221,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.eval is None:   # the official set a `lambada.source: local` run reads
             args.eval = Path(load_sections(args.params, ("lambada",), {"lambada": Lambada})["lambada"]["local_path"])
-        write_json(out, run(args, cfg))
+        run(args, cfg, out)
     try:
         figure(read_json(out), png)
     except PipelineError as exc:   # a GPU machine without Chromium: the numbers are written
