@@ -35,9 +35,10 @@ from stages.methods.int4_recipes import RECIPES, SEED, Frontier, load_quantized,
 from stages.runtimes import torch_lm as R
 from stages.runtimes.lm.base import context_length
 from stages.schema.load import load_sections
+from stages.reporting.geometry import pareto
 from stages.schema.params_lm import Lambada
 from stages.tasks import lambada as S
-from stages.tasks.intervals import bootstrap
+from stages.tasks.classify import paired as paired_delta
 from stages.tasks.scoring import encode
 
 SAMPLES = 1000     # bootstrap resamples of the paired differences
@@ -59,17 +60,16 @@ def score(model, reqs, pad: int, batch: int) -> dict:
 
 
 def paired(row: dict, base: dict) -> None:
-    diff = [int(a) - int(b) for a, b in zip(row["hits"], base["hits"])]
-    row["delta_acc"] = sum(diff) / len(diff)
-    row["delta_acc_ci95"] = bootstrap(diff, SAMPLES, SEED)
+    """The paired difference to the base on the same examples (the classifier's rule), and the share kept."""
+    row |= paired_delta([int(h) for h in row["hits"]], [int(h) for h in base["hits"]], SAMPLES, SEED)
     row["fraction_of_base"] = row["acc"] / base["acc"]
 
 
 def frontier(rows: dict[str, dict]) -> None:
     """Pareto flag on (size_mb down, acc up) across the recipes and the base."""
-    for r in rows.values():
-        r["pareto"] = not any(o["size_mb"] <= r["size_mb"] and o["acc"] >= r["acc"]
-                              and (o["size_mb"], o["acc"]) != (r["size_mb"], r["acc"]) for o in rows.values())
+    front = set(pareto({k: (r["size_mb"], r["acc"]) for k, r in rows.items()}, cost_lower=True))
+    for k, r in rows.items():
+        r["pareto"] = k in front
 
 
 def run(args, cfg: dict, out: Path) -> None:
