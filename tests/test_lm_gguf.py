@@ -21,7 +21,7 @@ RT = lm.get("llamacpp")
 
 
 @pytest.mark.parametrize("knobs, message", [
-    ({"precision": "q3_k"}, "llamacpp: precision: Input should be 'f32', 'f16', 'q8_0', 'q4_0' or 'q4_k_m', got 'q3_k'"),
+    ({"precision": "q3_k"}, "llamacpp: precision: Input should be 'f32', 'f16', 'q8_0', 'q4_0', 'q4_1' or 'q4_k_m', got 'q3_k'"),
     ({"precision": "packaged"}, "llamacpp: precision: Input should be"),
     ({"threads": 0}, "llamacpp: threads: Input should be greater than or equal to 1"),
     ({"thread": 2}, "llamacpp: unknown knob 'thread' (did you mean 'threads'?)"),
@@ -41,7 +41,7 @@ def test_a_gguf_type_given_to_another_runtime_is_named_by_check_params(tmp_path)
 
 
 def test_precisions_map_to_bits_and_a_record_names_its_variant():
-    assert RT.precisions == {"f32": 32, "f16": 16, "q8_0": 8, "q4_0": 4, "q4_k_m": 4}
+    assert RT.precisions == {"f32": 32, "f16": 16, "q8_0": 8, "q4_0": 4, "q4_1": 4, "q4_k_m": 4}
     assert RT.validate({})["precision"] == "f16"   # the default: the converter's f16
     record = {"model": "m", "chain": [], "runtime": "llamacpp", "knobs": RT.validate({"precision": "q4_k_m"})}
     assert lm_record.name(record) == "m · base · llamacpp q4_k_m"
@@ -168,3 +168,75 @@ def test_tiny_llama_scores_the_same_in_llama_cpp_and_pytorch(builds, tiny_hf):
             assert g["loglik"] == pytest.approx(w["loglik"], abs=tol * abs(w["loglik"])), name
         if name == "f32":
             assert [g["greedy"] for g in got] == [w["greedy"] for w in want]
+
+
+def snap_to_q4_1(w):
+    """w on a Q4_1 grid: per 32-column block, float16 step d and minimum m, 16 levels d*q + m
+    (what SmolLM2's packaged base is, dequantized)."""
+    import torch
+
+    blocks = w.reshape(-1, 32)
+    lo, hi = blocks.min(1, keepdim=True).values, blocks.max(1, keepdim=True).values
+    d, m = ((hi - lo) / 15).half().float(), lo.half().float()
+    q = torch.clamp(torch.round((blocks - m) / d), 0, 15)
+    q[:, 0], q[:, 1] = 0, 15   # both ends used, as a block quantized from data uses them
+    return (d * q + m).reshape(w.shape)
+
+
+def test_q4_1_brings_a_q4_1_dequantized_model_back_onto_its_own_grid(tiny_hf, tmp_path):
+    """The llamacpp q4_1 variant of a base that was dequantized from Q4_1 holds that base's own
+    weights (the int4 frontier's finding for SmolLM2); q4_0, without a minimum, cannot."""
+    pytest.importorskip("llama_cpp")
+    import gguf
+    import torch
+    import transformers
+
+    from stages.methods import gguf_build
+
+    try:
+        gguf_build.converter()
+    except PipelineError as exc:
+        pytest.skip(str(exc))
+    model = transformers.LlamaForCausalLM.from_pretrained(tiny_hf)
+    names = {"blk.0.ffn_down.weight": "model.layers.0.mlp.down_proj.weight",
+             "blk.1.attn_v.weight": "model.layers.1.self_attn.v_proj.weight"}
+    with torch.no_grad():
+        for layer in model.model.layers:
+            for lin in (layer.mlp.down_proj, layer.mlp.up_proj, layer.mlp.gate_proj, layer.self_attn.v_proj,
+                        layer.self_attn.o_proj, layer.self_attn.q_proj, layer.self_attn.k_proj):
+                lin.weight.copy_(snap_to_q4_1(lin.weight))
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    for f in tiny_hf.glob("tokenizer*"):
+        shutil.copy(f, base)
+    want = {k: v.numpy() for k, v in model.state_dict().items()}
+    errors = {}
+    for kind in ("q4_1", "q4_0"):
+        gguf_build.build(kind, base, tmp_path / f"{kind}.gguf", 1)
+        tensors = {t.name: t for t in gguf.GGUFReader(tmp_path / f"{kind}.gguf").tensors}
+        errors[kind] = max(float(np.abs(gguf.quants.dequantize(tensors[g].data, tensors[g].tensor_type)
+                                        - want[h]).max()) for g, h in names.items())
+        assert tensors["blk.0.ffn_down.weight"].tensor_type.name == kind.upper()
+    scale = max(float(np.abs(want[h]).max()) for h in names.values())
+    assert errors["q4_1"] < 1e-6 * scale, errors        # the same weights, to float rounding
+    assert errors["q4_0"] > 1e-3 * scale, errors        # a symmetric grid moves them
+
+
+def test_the_quantizer_shows_warnings_not_a_line_per_tensor(tiny_hf, tmp_path, capfd, caplog):
+    pytest.importorskip("llama_cpp")
+    from stages.methods import gguf_build
+    from stages.runtimes.lm.llamacpp import warnings_only
+
+    try:
+        gguf_build.convert(tiny_hf, tmp_path / "f32.gguf", "f32")
+    except PipelineError as exc:
+        pytest.skip(str(exc))
+    capfd.readouterr()
+    # without the block, llama-cpp-python lets every line through (INFO too, before a Llama() was
+    # opened; the per-tensor fallback warnings always)
+    with warnings_only():
+        gguf_build.quantize(tmp_path / "f32.gguf", tmp_path / "b.gguf", "q4_k_m", 1)
+    assert "blk.0" not in capfd.readouterr().err
+    # 64-wide rows are no K-quant super-block: one warning per tensor, summed up in one line
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("llama.cpp: ")]
+    assert len(summary) == 1 and "fallback quantization" in summary[0], summary

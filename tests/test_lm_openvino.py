@@ -39,7 +39,7 @@ def test_an_openvino_precision_given_to_llamacpp_is_named_by_check_params(tmp_pa
     from tests.test_lm_methods import M, check_chains
 
     with pytest.raises(PipelineError, match=r"variants.v: precision: Input should be 'f32', 'f16', 'q8_0', "
-                                            r"'q4_0' or 'q4_k_m', got 'int4'"):
+                                            r"'q4_0', 'q4_1' or 'q4_k_m', got 'int4'"):
         check_chains(tmp_path, {}, {"v": {"node": M, "runtime": "llamacpp", "precision": "int4"}})
 
 

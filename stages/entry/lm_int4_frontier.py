@@ -159,8 +159,14 @@ def merge(docs: list[dict], recipes: dict) -> dict:
     return {**first, "rows": rows}
 
 
-def figure(doc: dict, out: Path) -> None:
-    """Accuracy against size on disk, the paired interval as error bars, the frontier joined."""
+def runtime_rows(frontier: Path) -> list[dict]:
+    """The rows of built variants scored on the frontier's examples (stages/entry/lm_full_set.py)."""
+    doc, rows = read_json(frontier, "frontier file"), map(read_json, sorted((frontier.parent / "runtimes").glob("*.json")))
+    return [r for r in rows if r["record"]["model"] == doc["model"] and r["num_examples"] == doc["num_examples"]]
+
+
+def figure(doc: dict, out: Path, extra: list[dict] = ()) -> None:
+    """Accuracy against size on disk, paired intervals as bars, the frontier joined, and `extra`."""
     from stages.reporting import export
 
     browser = export.find_browser()
@@ -171,20 +177,28 @@ def figure(doc: dict, out: Path) -> None:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[r["size_mb"] for r in front], y=[100 * r["acc"] for r in front],
                              mode="lines", line={"dash": "dot", "color": "grey"}, name="frontier"))
-    for i, (name, r) in enumerate(sorted(rows.items(), key=lambda kv: -kv[1]["acc"])):   # legend: best first
+    def bars(r):   # the paired 95 % interval around the point
         lo, hi = r["delta_acc_ci95"]
+        return {"type": "data", "symmetric": False, "thickness": 1, "array": [100 * (hi - r["delta_acc"])],
+                "arrayminus": [100 * (r["delta_acc"] - lo)]}
+
+    for i, (name, r) in enumerate(sorted(rows.items(), key=lambda kv: -kv[1]["acc"])):   # legend: best first
         fig.add_trace(go.Scatter(
             x=[r["size_mb"]], y=[100 * r["acc"]], name=f"{name}: {100 * r['acc']:.1f} %",
             mode="markers+text" if r["pareto"] else "markers", text=[name], textposition="middle right",
-            marker={"size": 9, "symbol": ["circle", "square", "diamond"][i // 10 % 3]}, error_y={"type": "data", "symmetric": False, "thickness": 1,
-                                         "array": [100 * (hi - r["delta_acc"])],
-                                         "arrayminus": [100 * (r["delta_acc"] - lo)]}))
+            marker={"size": 9, "symbol": ["circle", "square", "diamond"][i // 10 % 3]}, error_y=bars(r)))
+    for r in extra:   # another runtime and host than the recipes': named in the legend
+        label = r["name"].split(" · ")[-1]
+        fig.add_trace(go.Scatter(
+            x=[r["size_mb"]], y=[100 * r["acc"]], mode="markers+text", text=[label], textposition="middle right",
+            name=f"{label} on {r['host']['cpu']} ({r['threads']} threads): {100 * r['acc']:.1f} %",
+            marker={"size": 11, "symbol": "x"}, error_y=bars(r)))
     fig.add_hline(y=95 * rows["base"]["acc"], line_dash="dash", annotation_text="95 % of the base")
     fig.update_layout(
         title=f"{doc['model']}: int4 recipes, LAMBADA accuracy vs size<br><sup>{doc['num_examples']} examples "
               f"({doc['eval_file']}), {doc['gpu'] or 'CPU'}, {doc['dtype']}; bars: paired 95 % interval "
               "against the base; labels: the frontier</sup>",
-        xaxis={"title": "size on disk (MB, safetensors; log scale)", "type": "log"},
+        xaxis={"title": "size on disk (MB: safetensors, or the runtime's folder for x; log scale)", "type": "log"},
         yaxis_title="LAMBADA accuracy (%)", width=1100, height=620, template="plotly_white")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:   # kaleido names the file by its stem
@@ -215,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path("metrics/lm/int4_frontier") / f"{args.model}.json"
     png = args.figure_dir / f"{args.model}.png"
     if args.figure:
-        return figure(read_json(out, "frontier file"), png)
+        return figure(read_json(out, "frontier file"), png, runtime_rows(out))
     cfg = load_sections(args.recipes, ("frontier",), {"frontier": Frontier})["frontier"]
     unknown = set(args.only or ()) - set(cfg["recipes"])
     if unknown:
@@ -227,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             args.eval = Path(load_sections(args.params, ("lambada",), {"lambada": Lambada})["lambada"]["local_path"])
         run(args, cfg, out)
     try:
-        figure(read_json(out), png)
+        figure(read_json(out), png, runtime_rows(out))
     except PipelineError as exc:   # a GPU machine without Chromium: the numbers are written
         log.info(f"no figure ({exc}); redraw it with --figure where Chromium is installed")
 
