@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 
 from stages.core.errors import PipelineError
 from stages.entry import lm_build, lm_full_set
@@ -67,9 +69,6 @@ def test_a_frontier_of_another_set_is_refused_before_the_model_opens(built, tmp_
 def test_the_committed_rows_follow_from_their_hits_and_the_frontier_base():
     """Each committed row was paired with its model's committed frontier base (same examples),
     and names a variant params.yaml still builds the same way."""
-    import yaml
-    from pathlib import Path
-
     repo = Path(__file__).parents[1]
     variants = yaml.safe_load((repo / "params.yaml").read_text())["variants"]
     root = repo / "metrics" / "lm" / "int4_frontier"

@@ -242,6 +242,12 @@ def test_verdict_wording(ci, speed, size, text):
     assert lm.verdict({"delta_acc_ci95": ci, "pareto_decode_tokens_per_s": speed, "pareto_size_mb": size}) == text
 
 
+@pytest.mark.parametrize("precision, bits", [("fp32", 32), ("f32", 32), ("f16", 16), ("bf16", 16), ("int8", 8),
+                                             ("q8_0", 8), ("int4", 4), ("q4_0", 4), ("q4_1", 4), ("q4_k_m", 4)])
+def test_a_runtime_precision_gives_its_bits(precision, bits):
+    assert lm.weight_bits({"chain": [], "knobs": {"precision": precision}}) == bits
+
+
 def test_verdicts_and_labels_from_the_records(lm_rows):
     assert lm.verdict(lm_rows["smollm2-135m-prune+gptq4-pytorch"]) == "less accurate, dominated"
     assert lm.verdict(lm_rows["smollm2-135m-llamacpp-q8_0"]) == "same accuracy, on both fronts"

@@ -22,17 +22,15 @@ from pathlib import Path
 from stages.core.errors import PipelineError, log, run_main, timed
 from stages.core.files import dir_size_mb, read_json, require_dir, sha256_file, write_json
 from stages.datasets.lambada import read_jsonl
+from stages.entry import lm_int4_frontier as F
 from stages.meters.machine import record as machine
+from stages.methods.int4_recipes import SEED   # the frontier's bootstrap seed (F.SAMPLES: its resamples)
 from stages.models import lm_record
 from stages.schema.load import load_sections
 from stages.schema.params_lm import Lambada
 from stages.tasks import lambada as S
-from stages.tasks.classify import paired
 from stages.tasks.intervals import lambada_intervals
 from stages.tasks.scoring import encode, score_session
-
-SAMPLES, SEED = 1000, 0   # bootstrap resamples and seed, as the frontier's
-K = 5                     # top-k of the scores (eval_lm.k)
 
 
 def against(frontier: dict, eval_file: Path, n: int) -> dict:
@@ -68,12 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     reqs = encode(tokenizer(build), texts, context_length(build))
     with timed(f"scoring {lm_record.name(rec)} on {len(reqs)} examples"):
         t0 = time.perf_counter()
-        scores = score_session(session, reqs, K)
+        scores = score_session(session, reqs, F.K)
         seconds = time.perf_counter() - t0
     hits = "".join("1" if s["greedy"] else "0" for s in scores)
-    row = {"record": rec, **S.aggregate(scores, K), **lambada_intervals(scores, SAMPLES, SEED), "hits": hits,
-           **paired([int(h) for h in hits], [int(h) for h in base["hits"]], SAMPLES, SEED)}
-    row["fraction_of_base"] = row["acc"] / base["acc"]
+    row = {"record": rec, **S.aggregate(scores, F.K), **lambada_intervals(scores, F.SAMPLES, SEED), "hits": hits}
+    F.paired(row, base)   # the frontier's own rule: paired difference and share of the base kept
     doc = {"variant": build.name, "name": lm_record.name(rec), "eval_file": args.eval.name,
            "eval_sha256": sha256_file(args.eval), "num_examples": len(reqs),
            "base": {k: base[k] for k in ("acc", "size_mb")} | {k: frontier[k] for k in ("device", "dtype", "gpu")},

@@ -159,9 +159,9 @@ def merge(docs: list[dict], recipes: dict) -> dict:
     return {**first, "rows": rows}
 
 
-def runtime_rows(frontier: Path) -> list[dict]:
+def runtime_rows(doc: dict, folder: Path) -> list[dict]:
     """The rows of built variants scored on the frontier's examples (stages/entry/lm_full_set.py)."""
-    doc, rows = read_json(frontier, "frontier file"), map(read_json, sorted((frontier.parent / "runtimes").glob("*.json")))
+    rows = map(read_json, sorted((folder / "runtimes").glob("*.json")))
     return [r for r in rows if r["record"]["model"] == doc["model"] and r["num_examples"] == doc["num_examples"]]
 
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path("metrics/lm/int4_frontier") / f"{args.model}.json"
     png = args.figure_dir / f"{args.model}.png"
     if args.figure:
-        return figure(read_json(out, "frontier file"), png, runtime_rows(out))
+        return figure(doc := read_json(out, "frontier file"), png, runtime_rows(doc, out.parent))
     cfg = load_sections(args.recipes, ("frontier",), {"frontier": Frontier})["frontier"]
     unknown = set(args.only or ()) - set(cfg["recipes"])
     if unknown:
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             args.eval = Path(load_sections(args.params, ("lambada",), {"lambada": Lambada})["lambada"]["local_path"])
         run(args, cfg, out)
     try:
-        figure(read_json(out), png, runtime_rows(out))
+        figure(doc := read_json(out), png, runtime_rows(doc, out.parent))
     except PipelineError as exc:   # a GPU machine without Chromium: the numbers are written
         log.info(f"no figure ({exc}); redraw it with --figure where Chromium is installed")
 

@@ -15,7 +15,6 @@ from stages.reporting.geometry import pareto
 from stages.reporting.hosts import bench_host
 from stages.tasks.intervals import bootstrap
 
-BITS = {"fp32": 32, "f32": 32, "f16": 16, "bf16": 16, "int8": 8, "q8_0": 8, "int4": 4, "q4_0": 4, "q4_1": 4, "q4_k_m": 4}
 DIRECTIONS = {"acc": True, "delta_acc": True, "agreement": True, "kl_mean": False, "ppl": False, "decode_tokens_per_s": True, "ttft_ms": False,
               "tpot_ms": False, "size_mb": False, "peak_rss_mb": False, "energy_j_per_token": False,
               "speedup": True}
@@ -67,10 +66,11 @@ def weights(record: dict) -> str:
 
 
 def weight_bits(record: dict) -> int:
-    """The weights' bits: the last quantizer's, else the runtime precision's."""
+    """The weights' bits: the last quantizer's, else the runtime precision's first number (fp32,
+    f16, bf16, int8, q8_0, q4_1, q4_k_m: 32, 16, 16, 8, 8, 4, 4)."""
     quant = [s["knobs"]["bits"] for s in record["chain"] if "bits" in s["knobs"]]
     prec = record["knobs"].get("precision", "fp32")
-    return quant[-1] if quant else BITS.get(prec, int((re.findall(r"\d+", prec) or [32])[0]))
+    return quant[-1] if quant else int((re.findall(r"\d+", prec) or [32])[0])
 
 
 # the keys this module reads from each kind of file (as stages/entry/lm_<kind>.py writes them)
