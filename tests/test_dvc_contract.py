@@ -119,6 +119,9 @@ def test_every_param_key_is_read_by_some_stage():
     # gpu_lm: read by stages/entry/lm_gpu.py, run by hand on a CUDA machine (README "GPU results")
     from stages.entry.lm_gpu import PARAMS as GPU_PARAMS
     declared |= set(GPU_PARAMS)
+    # gpu_decode: its stages exist only once the gpu profile fills its rows (tests/test_gpu_decode.py)
+    from stages.entry.gpu_decode import PARAMS as DECODE_PARAMS
+    declared |= set(DECODE_PARAMS)
     for section in Params.model_fields:
         assert section in declared or any(k.startswith(section + ".") for k in declared), section
 

@@ -58,7 +58,7 @@ def test_quick_is_smaller_than_the_default(quick):
 
 
 def test_profile_errors_are_one_line(tmp_path, monkeypatch):
-    with pytest.raises(PipelineError, match="unknown profile 'quik'; profiles: quick"):
+    with pytest.raises(PipelineError, match="unknown profile 'quik'; profiles: gpu, quick"):
         profile.overrides("quik")
     with pytest.raises(PipelineError, match="does not apply"):   # a typo'd key: Hydra refuses
         profile.applied(ROOT / "params.yaml", ["eval_lm.limt=5"])

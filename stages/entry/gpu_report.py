@@ -9,13 +9,13 @@ from pathlib import Path
 
 from stages.core.errors import run_main
 from stages.core.files import atomic_path
-from stages.reporting import export, gpu as G, gpu_distill, gpu_methods
+from stages.reporting import export, gpu as G, gpu_decode, gpu_distill, gpu_methods
 from stages.reporting.gpu_profile import profile_table
 
 PARAMS: tuple[str, ...] = ()   # reads no params: only the committed metrics/gpu files
 
 
-def render(gpu: dict) -> str:
+def render(gpu: dict, folder: Path | None = None) -> str:
     m = gpu["machine"]
     lines = [f"# Measured on {m.get('gpu', 'GPU')}", "",
              "Hosts (the `host` column; two leases of one GPU model are two hosts, and no figure "
@@ -35,6 +35,8 @@ def render(gpu: dict) -> str:
         lines += ["", gpu_methods.METHOD_NOTE, ""] + gpu_methods.method_table(gpu)
     if gpu["distill"]:
         lines += ["", gpu_distill.NOTE, ""] + gpu_distill.table(gpu)
+    if folder is not None and (decode := gpu_decode.tables(folder)):
+        lines += ["", "## Batch-1 decode against the bound (gpu_decode)", "", gpu_decode.NOTE, ""] + decode
     if gpu["failed"]:
         lines += ["", "Rows that could not run:", ""] + [f"- `{n}`: {e}" for n, e in gpu["failed"].items()]
     lines += [""] + [f"![{title}](png/{stem}.png)" for stem, title, _ in G.figures(gpu)]
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         (tmp / "png").mkdir(parents=True)
         items = G.figures(gpu)
         export.write_png(items, tmp / "png", browser)
-        (tmp / "report.md").write_text(render(gpu))
+        (tmp / "report.md").write_text(render(gpu, args.metrics))
         (tmp / "variants.json").write_text(json.dumps(G.variants(gpu), indent=1) + "\n")
 
 

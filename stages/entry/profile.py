@@ -31,15 +31,27 @@ def names() -> list[str]:
     return sorted(p.stem for p in FOLDER.glob("*.yaml"))
 
 
-def overrides(name: str) -> list[str]:
-    """The profile's `-S` overrides, in order."""
+def profile(name: str) -> dict:
     path = FOLDER / f"{name}.yaml"
     if not path.is_file():
         raise PipelineError(f"unknown profile {name!r}; profiles: {', '.join(names())}")
     doc = yaml.safe_load(path.read_text())
-    items = doc.get("overrides") if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else {}
+
+
+def overrides(name: str) -> list[str]:
+    """The profile's `-S` overrides, in order."""
+    items = profile(name).get("overrides")
     if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
-        raise PipelineError(f"{path}: expected a list of strings under 'overrides'")
+        raise PipelineError(f"{FOLDER / name}.yaml: expected a list of strings under 'overrides'")
+    return items
+
+
+def targets(name: str) -> list[str]:
+    """The stages the profile runs (with their upstream); none listed: the whole DAG."""
+    items = profile(name).get("targets", [])
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise PipelineError(f"{FOLDER / name}.yaml: expected a list of stage names under 'targets'")
     return items
 
 
@@ -59,9 +71,10 @@ def effective(params: Path, items: list[str]) -> list[str]:
     return [x for x in items if not (x.startswith("~") and "=" not in x and not present(x[1:]))]
 
 
-def applied(params: Path, items: list[str]) -> dict:
+def applied(params: Path, items: list[str], whole_dag: bool = True) -> dict:
     """params.yaml with the overrides applied by DVC's own code (as `dvc exp run -S` will), then
-    validated; the file itself is left as it is."""
+    validated (and, for a profile of the whole DAG, every runtime's package looked up, as
+    check_params will); the file itself is left as it is."""
     from dvc.utils.hydra import apply_overrides   # DVC's -S parser (Hydra's override grammar)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +85,9 @@ def applied(params: Path, items: list[str]) -> dict:
         except Exception as exc:   # DVC raises its InvalidArgumentError with Hydra's cause
             cause = exc.__cause__ or exc
             raise PipelineError(f"a profile override does not apply: {str(cause).splitlines()[0]}") from None
-        preflight(P.validate(P.read(copy), params))   # exactly what check_params will run
+        valid = P.validate(P.read(copy), params)
+        if whole_dag:
+            preflight(valid)   # exactly what check_params will run
         return yaml.safe_load(copy.read_text())
 
 
@@ -113,10 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml", type=Path)
     args, rest = ap.parse_known_args(argv)
     items = effective(args.params, overrides(args.name))
-    dropped = trim_lock(Path("dvc.lock"), dag_stages(applied(args.params, items)))
+    dropped = trim_lock(Path("dvc.lock"), dag_stages(applied(args.params, items, not targets(args.name))))
     if dropped:
         log.info("dvc.lock: dropped the entries of %d stages outside the %s profile", dropped, args.name)
-    cmd = ["dvc", "exp", "run", "--message", f"profile {args.name}", *rest]
+    cmd = ["dvc", "exp", "run", "--message", f"profile {args.name}", *rest, *targets(args.name)]
     for item in items:
         cmd += ["-S", item]
     print("$ " + shlex.join(cmd), flush=True)

@@ -65,3 +65,31 @@ class LmGpuFile(Record):
     # since the fifth run of 2026-12-03: every energy window lasts >= this (older: one call)
     energy_min_window_s: Optional[float] = None
 
+
+
+class DecodeRow(Record):
+    """One row of gpu_decode (stages/entry/gpu_decode.py): batch-1 greedy decode of one model
+    shape on the fused engine (stages/runtimes/fused_llama.py) against the HBM bound measured
+    in the same process."""
+    machine: dict                             # CPU, GPU, driver, CUDA, library versions
+    gpu: str                                  # e.g. NVIDIA H100 80GB HBM3
+    model: str                                # a speed-only shape (random weights)
+    kernel: Literal["tinygemm", "inductor"]   # int4: torch's kernel | dequantized in the step
+    weights: Literal[16, 4]                   # decoder linears: bfloat16 | int4
+    head: Literal[16, 4]                      # LM head
+    group_size: int = Field(ge=1)
+    acc: None = None                          # random weights: accuracy is n/a
+    prompt_tokens: int = Field(ge=1)
+    decode_tokens: int = Field(ge=1)          # timed steps per window (the prefill is outside)
+    tokens_per_s: float = Field(gt=0)         # decode tokens / median window wall time
+    energy: Energy                            # NVML, J per decoded token
+    weight_bytes_per_token: int = Field(gt=0)  # bytes a step reads (linears, norms, head)
+    copy_gb_s: float = Field(gt=0)            # device-to-device copy, read + write bytes
+    read_gb_s: float = Field(gt=0)            # a reduction over 4 GB: read bytes
+    bound_gb_s: float = Field(gt=0)           # the larger of the two: the bound never flatters
+    bound_tokens_per_s: float = Field(gt=0)   # bound_gb_s / weight bytes per token
+    bandwidth_fraction: float = Field(gt=0, le=1)   # tokens_per_s / bound_tokens_per_s
+    compile_s: float = Field(ge=0)            # torch.compile + capture, before any timing
+    gpu_memory_mb: float = Field(gt=0)        # peak allocated
+    profile: Optional[Profile] = None         # profile_tokens steps under torch.profiler
+    params: dict                              # the gpu_decode section and the row it ran with

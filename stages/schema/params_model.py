@@ -9,6 +9,7 @@ from pydantic import Field
 from stages.schema.classifier import Classifier
 from stages.schema.common import Bootstrap, Energy
 from stages.schema.detector import BenchDet, Coco, Detector
+from stages.schema.gpu_decode import GpuDecode
 from stages.schema.host import HostName
 from stages.schema.lm_tables import LmTables
 from stages.schema.lm_protocol import BenchLm, EvalLm
@@ -33,6 +34,7 @@ class Params(LmTables):
     eval_lm: EvalLm
     bench_lm: BenchLm
     gpu_lm: GpuLm
+    gpu_decode: GpuDecode
     energy: Energy
     verdict: Verdict
     classifier: Classifier

@@ -1,0 +1,169 @@
+"""One row of gpu_decode: batch-1 greedy decode of a speed-only model shape (published config,
+random weights) on a CUDA GPU, against the HBM bound measured in the same process. A benchmark,
+not a test. CUDA only: without a GPU it stops with one line before any work.
+
+The engine is stages/runtimes/fused_llama.py: fused projections, a static KV cache, the step
+compiled into one CUDA graph; bfloat16 linears, or int4 through torch's tinygemm kernel or
+dequantized inside the compiled step (`kernel: inductor`).
+
+The bound: bytes a step reads over the larger of a device-to-device copy (read + write bytes)
+and a 4 GB reduction (read bytes), so a row never looks closer to it than it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+from stages.core.errors import PipelineError, log, run_main
+from stages.meters import energy as E, gpu as G
+from stages.meters.machine import record
+from stages.models import llama_shapes as L
+from stages.schema import metrics as M, metrics_gpu as MG
+from stages.schema.common import Energy
+from stages.schema.gpu_decode import GpuDecode
+from stages.schema.host import HostName
+from stages.schema.load import load_sections, read
+
+PARAMS = ("host", "gpu_decode.rows.${key}", "gpu_decode.group_size", "gpu_decode.compile_mode",
+          "gpu_decode.prompt_tokens", "gpu_decode.decode_tokens", "gpu_decode.speed_repeats",
+          "gpu_decode.profile_tokens") + E.PARAMS
+
+
+def read_gb_s(gb: int = 4, repeats: int = 20) -> float:
+    """Median GB/s of reading `gb` GB once (a bfloat16 sum), CUDA events."""
+    import torch
+
+    x = torch.ones(gb * 500_000_000, dtype=torch.bfloat16, device="cuda")
+    x.sum()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        x.sum()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    del x
+    return gb / statistics.median(times)
+
+
+def same_gpu(folder: Path, gpu: str) -> None:
+    """A host name is one GPU model: refuse to file this row beside another GPU's rows."""
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        other = json.loads(path.read_text()).get("gpu")
+        if other and other != gpu:
+            raise PipelineError(f"{folder} holds rows timed on {other} ({path.name}); this is {gpu}: "
+                                "give this machine its own host name (-S host=<name>)")
+
+
+def fused_decoder(model, row: dict, cfg: dict, max_len: int):
+    """(start, step, bytes per token) of the fused engine: start() prefills the prompt and
+    returns its next token, step(token, position) decodes one more; the step compiled and checked
+    against the eager step before any timing."""
+    import torch
+    import torch._dynamo
+    import torch._inductor.config
+
+    from stages.runtimes.fused_llama import FusedLlama
+
+    dec = FusedLlama(model, max_len, weights=row["weights"], head=row["head"],
+                     group_size=cfg["group_size"], kernel=row["kernel"])
+    for t in dec.tensors():   # fixed addresses: the CUDA graph reads them in place, never copies
+        torch._dynamo.mark_static_address(t)
+    torch._inductor.config.coordinate_descent_tuning = True   # as gpt-fast compiles its step
+    compiled = torch.compile(dec.next_token, mode=cfg["compile_mode"], fullgraph=True)
+    p = cfg["prompt_tokens"]
+    prompt = torch.randint(0, model.config.vocab_size, (1, p), device="cuda")
+    positions = [torch.tensor([i], device="cuda") for i in range(max_len)]
+
+    def start():
+        dec.reset()
+        return dec.next_token(prompt, torch.arange(p, device="cuda"))[1]
+
+    def step(tok, i):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(tok, positions[i])[1].clone()
+
+    eager = dec.next_token(start(), positions[p])[0].float()
+    for _ in range(3):   # compiles, records the graph, replays it
+        torch.compiler.cudagraph_mark_step_begin()
+        got = compiled(start(), positions[p])[0].float()
+    err, scale = (got - eager).abs().max().item(), eager.abs().max().item()
+    if not err <= 5e-2 * max(scale, 1.0):
+        raise PipelineError(f"the compiled step differs from the eager step: max |diff| {err:.3g} (scale {scale:.3g})")
+    log.info("compiled step vs eager: max |diff| %.3g (scale %.3g)", err, scale)
+    return start, step, dec.bytes_per_token()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--row", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    raw = read(args.params)
+    rows = ((raw if isinstance(raw, dict) else {}).get("gpu_decode") or {}).get("rows") or {}
+    if args.row not in rows:
+        raise PipelineError(f"gpu_decode.rows has no row {args.row!r}; rows: {sorted(rows)}")
+    p = load_sections(args.params, tuple(k.replace("${key}", args.row) for k in PARAMS),
+                      {"host": HostName, "gpu_decode": GpuDecode, "energy": Energy}, raw)
+    cfg = p["gpu_decode"]
+    row = cfg["rows"][args.row]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise PipelineError("gpu_decode needs a CUDA GPU (this machine has none): its rows are "
+                            "empty by default; the gpu profile fills them on a CUDA machine")
+    machine = record(gpu=True) | {"cuda": torch.version.cuda, "driver": G.driver(), "torch": torch.__version__}
+    same_gpu(args.out.parent, machine["gpu"])
+    meter = E.open_meter(p["energy"], "cuda")
+    copy, read_bw = G.copy_gb_s(), read_gb_s()
+    bound = max(copy, read_bw)
+    log.info("device-to-device copy %.0f GB/s, read %.0f GB/s", copy, read_bw)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        from transformers import LlamaForCausalLM
+        model = LlamaForCausalLM._from_config(L.config(row["shape"]), dtype=torch.bfloat16).eval()
+    n, pt = cfg["decode_tokens"], cfg["prompt_tokens"]
+    max_len = pt + n + 8
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        start, step, per_token = fused_decoder(model, row, cfg, max_len)
+        compile_s = time.perf_counter() - t0
+        del model   # the engine holds what it reads; the bf16 source goes
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+        def decode(steps: int = n):
+            """`steps` greedy steps after the prompt (the prefill runs outside every window)."""
+            tok = first
+            for i in range(pt, pt + steps):
+                tok = step(tok, i)
+        first = start()
+        _, times, energy = meter.repeats(decode, cfg["speed_repeats"], n, "token",
+                                         torch.cuda.synchronize, warmup=2)
+        prof = None
+        if cfg["profile_tokens"]:
+            first = start()
+            prof = MG.Profile(**G.profiled(lambda: decode(cfg["profile_tokens"]), cfg["profile_tokens"]))
+    tps = n / statistics.median(times)
+    bound_tps = bound * 1e9 / per_token
+    M.write(args.out, MG.DecodeRow(
+        machine=machine, gpu=machine["gpu"], model=row["shape"], kernel=row["kernel"],
+        weights=row["weights"], head=row["head"], group_size=cfg["group_size"],
+        prompt_tokens=pt, decode_tokens=n, tokens_per_s=tps, energy=energy,
+        weight_bytes_per_token=per_token, copy_gb_s=copy, read_gb_s=read_bw, bound_gb_s=bound,
+        bound_tokens_per_s=bound_tps, bandwidth_fraction=tps / bound_tps, compile_s=compile_s,
+        gpu_memory_mb=G.memory_mb(), profile=prof,
+        params={k: cfg[k] for k in cfg if k != "rows"} | {"row": args.row} | dict(row)))
+    log.info("%s: %.1f tok/s, %.3f of the %.0f tok/s bound", args.row, tps, tps / bound_tps, bound_tps)
+
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,42 @@
+"""The gpu_decode rows of the GPU report: batch-1 decode against the HBM bound, one table per
+host (metrics/gpu/<host>/decode/<row>.json, one file per row: no row overrides another)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.schema import metrics as M, metrics_gpu as MG
+
+NOTE = ("Batch-1 greedy decode of the fused engine (stages/runtimes/fused_llama.py: fused q/k/v and "
+        "gate/up projections, static KV cache, one compiled step replayed as a CUDA graph), random "
+        "weights in a published shape (accuracy n/a), prefill outside the timed windows. Bound = the "
+        "larger of a device-to-device copy (read + write bytes) and a 4 GB read, over the bytes a "
+        "step reads, measured in the same process; J/token from NVML, gross. One table per host.")
+
+
+def load(folder: Path) -> dict[str, dict[str, dict]]:
+    """host -> row name -> row (validated)."""
+    out: dict[str, dict[str, dict]] = {}
+    for f in sorted(folder.glob("*/decode/*.json")):
+        out.setdefault(f.parent.parent.name, {})[f.stem] = M.read(f, MG.DecodeRow).model_dump()
+    return out
+
+
+def tables(folder: Path) -> list[str]:
+    lines = []
+    for host, rows in load(folder).items():
+        first = next(iter(rows.values()))
+        lines += [f"Host `{host}`: {first['gpu']}, driver {first['machine'].get('driver')}, "
+                  f"torch {first['machine'].get('torch')}, CUDA {first['machine'].get('cuda')}.", "",
+                  "| row | weights | head | int4 kernel | tok/s | bound tok/s | fraction | J/token "
+                  "| MB read/token | kernels/token | kernel-busy | GPU MB |", "|" + "---|" * 12]
+        for name, r in rows.items():
+            p = r["profile"] or {}
+            kernel = r["kernel"] if 4 in (r["weights"], r["head"]) else "–"
+            lines.append(
+                f"| `{name}` | {'int4' if r['weights'] == 4 else 'bf16'} | {'int4' if r['head'] == 4 else 'bf16'} "
+                f"| {kernel} | {r['tokens_per_s']:.1f} | {r['bound_tokens_per_s']:.0f} "
+                f"| {r['bandwidth_fraction']:.3f} | {r['energy']['j_per_unit']:.3f} "
+                f"| {r['weight_bytes_per_token'] / 1e6:.0f} | {p.get('kernels_per_token', float('nan')):.0f} "
+                f"| {p.get('kernel_time_fraction', float('nan')):.2f} | {r['gpu_memory_mb']:.0f} |")
+        lines.append("")
+    return lines

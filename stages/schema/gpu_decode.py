@@ -1,0 +1,35 @@
+"""The gpu_decode section: batch-1 decode against the HBM bound on a CUDA GPU
+(stages/entry/gpu_decode.py). Its rows are empty by default, so a CPU's DAG has no GPU stage;
+the gpu profile (stages/profiles/gpu.yaml) fills them."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from stages.models.llama_shapes import SHAPES
+from stages.schema.section import Section
+
+
+class DecodeRow(Section):
+    shape: str                                # a published shape, random weights (speed only)
+    weights: Literal[16, 4]                   # decoder linears: bfloat16 | int4
+    head: Literal[16, 4]                      # LM head: bfloat16 | int4
+    kernel: Literal["tinygemm", "inductor"] = "tinygemm"   # int4: torch's kernel | fused dequant
+
+    @model_validator(mode="after")
+    def _known(self):
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; known: {sorted(SHAPES)}")
+        return self
+
+
+class GpuDecode(Section):
+    # a row's name is a DVC param key and a file name: no dots (DVC splits keys at them)
+    rows: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")], DecodeRow]
+    group_size: int = Field(ge=32)            # input columns per int4 scale and zero
+    compile_mode: Literal["reduce-overhead", "max-autotune"]
+    prompt_tokens: int = Field(ge=1)
+    decode_tokens: int = Field(ge=1)
+    speed_repeats: int = Field(ge=1)
+    profile_tokens: int = Field(ge=0)         # 0 = no profile
