@@ -28,7 +28,7 @@ class GpuDecode(Section):
     # a row's name is a DVC param key and a file name: no dots (DVC splits keys at them)
     rows: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")], DecodeRow]
     group_size: int = Field(ge=32)            # input columns per int4 scale and zero
-    compile_mode: Literal["reduce-overhead", "max-autotune"]
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs"]   # the step is then captured by hand
     prompt_tokens: int = Field(ge=1)
     decode_tokens: int = Field(ge=1)
     speed_repeats: int = Field(ge=1)
