@@ -98,3 +98,18 @@ def test_the_fused_dequant_linear_computes_what_the_int4_kernel_does():
     assert (fused(x).float() - want).abs().max() < 0.05 * want.abs().max()
     assert (fused(x).float() - kernel(x).float()).abs().max() < 0.05 * want.abs().max()
     assert fused.nbytes() == 64 * 256 // 2 + 2 * (256 // 32) * 64 * 2
+
+
+def test_the_greedy_loop_decodes_what_transformers_generates():
+    model = tiny()
+    prompt = torch.randint(0, 512, (1, 6))
+    with torch.inference_mode():
+        want = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                              max_new_tokens=6, min_new_tokens=6, pad_token_id=0)[0, 6:].tolist()
+        dec = F.FusedLlama(model, max_len=16)
+        first = dec.next_token(prompt, torch.arange(6))[1]
+        loop = F.GreedyLoop(dec.next_token, 6, "cpu")
+        for _ in range(2):   # a second window from the same start decodes the same tokens
+            loop.rewind(first)
+            got = [first.item()] + [loop.step().argmax(-1).item() for _ in range(5)]
+            assert got == want and loop.pos.item() == 11

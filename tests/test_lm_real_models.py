@@ -70,3 +70,23 @@ def test_runtimes_that_cannot_build_gemma3_refuse_it_in_one_line(gemma3, name, t
     with pytest.raises(PipelineError, match="does not support Gemma3ForCausalLM") as exc:
         lm.get(name).build(folder, tmp_path / "out", {})
     assert "\n" not in str(exc.value) and not (tmp_path / "out").exists()
+
+
+def test_the_fused_gpu_decoder_computes_smollm2s_logits(tmp_path):
+    """The fused decoder of the GPU decode stages (stages/runtimes/fused_llama.py) on SmolLM2-135M's
+    real weights (from its package): float32 logits equal transformers' over a prompt and steps."""
+    import torch
+
+    from stages.runtimes.fused_llama import FusedLlama
+
+    entry = L.PackageSource(**__import__("yaml").safe_load(open("params.yaml"))["models"]["smollm2-135m"]["weights"])
+    model, tok, _ = L.load(entry, "smollm2-135m")
+    ids = torch.tensor([tok("The capital of France is Paris, and the capital of Italy is").input_ids])
+    n = ids.shape[1]
+    with torch.inference_mode():
+        ref = model.float().eval()(ids).logits
+        dec = FusedLlama(model, max_len=n + 4)
+        got = torch.cat([dec.forward(ids[:, :n - 3], torch.arange(n - 3))] +
+                        [dec.forward(ids[:, i:i + 1], torch.tensor([i])) for i in range(n - 3, n)], 1)
+    assert (got - ref).abs().max() < 1e-3 * ref.abs().max()
+    assert torch.equal(got.argmax(-1), ref.argmax(-1))

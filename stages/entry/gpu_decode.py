@@ -70,7 +70,7 @@ def fused_decoder(model, row: dict, cfg: dict, max_len: int):
     import torch
     import torch._inductor.config
 
-    from stages.runtimes.fused_llama import FusedLlama
+    from stages.runtimes.fused_llama import FusedLlama, GreedyLoop
 
     dec = FusedLlama(model, max_len, weights=row["weights"], head=row["head"],
                      group_size=cfg["group_size"], kernel=row["kernel"])
@@ -78,30 +78,27 @@ def fused_decoder(model, row: dict, cfg: dict, max_len: int):
     compiled = torch.compile(dec.next_token, mode=cfg["compile_mode"], fullgraph=True)
     p = cfg["prompt_tokens"]
     prompt = torch.randint(0, model.config.vocab_size, (1, p), device="cuda")
-    tok = torch.zeros((1, 1), dtype=torch.long, device="cuda")
-    pos = torch.full((1,), p, dtype=torch.long, device="cuda")
+    loop = GreedyLoop(compiled, p, "cuda")
 
     def start():
         dec.reset()
         return dec.next_token(prompt, torch.arange(p, device="cuda"))[1]
 
     first = start()
-    eager = dec.next_token(first, pos)[0].float()
+    eager = dec.next_token(first, loop.pos)[0].float()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):   # compiles; warm-up off the default stream, as torch's docs ask
         for _ in range(3):
-            compiled(first, pos)
+            loop.rewind(first)
+            loop.step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        logits, nxt = compiled(tok, pos)
-        tok.copy_(nxt)
-        pos.add_(1)
+        logits = loop.step()
 
     def window(first, steps: int) -> None:
-        tok.copy_(first)
-        pos.fill_(p)
+        loop.rewind(first)
         for _ in range(steps):
             graph.replay()
 

@@ -225,3 +225,28 @@ class FusedLlama:
         lin = sum(L[n].nbytes() for L in self.layers for n in ("qkv", "o", "gate_up", "down"))
         norms = sum(w.numel() * w.element_size() for L in self.layers for w in (L["ln1"], L["ln2"]))
         return lin + norms + self.norm.numel() * self.norm.element_size() + self.head.nbytes()
+
+
+class GreedyLoop:
+    """Greedy decode through fixed-address token and position tensors: step() decodes one token
+    and advances both in place, so a CUDA graph can capture it whole and replay it per token
+    with no host work in between. `fn(ids, pos) -> (logits, next)`: FusedLlama.next_token or its
+    compiled form."""
+
+    def __init__(self, fn, prompt_len: int, device):
+        import torch
+
+        self.fn, self.prompt_len = fn, prompt_len
+        self.tok = torch.zeros((1, 1), dtype=torch.long, device=device)
+        self.pos = torch.full((1,), prompt_len, dtype=torch.long, device=device)
+
+    def step(self):
+        logits, nxt = self.fn(self.tok, self.pos)
+        self.tok.copy_(nxt)
+        self.pos.add_(1)
+        return logits
+
+    def rewind(self, first) -> None:
+        """Back to the prompt's end, `first` the token after it (the K/V beyond are rewritten)."""
+        self.tok.copy_(first)
+        self.pos.fill_(self.prompt_len)
