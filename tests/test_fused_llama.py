@@ -1,4 +1,4 @@
-"""The fused batch-1 decoder (stages/runtimes/fused_llama.py) computes what transformers'
+"""The fused batch-1 decoder (stages/runtimes/fused_llama.py, int4_linear.py) computes what transformers'
 Llama computes: same logits over a prompt and each decoded step, and its 4-bit linears compute
 x W^T for the weights their codes stand for."""
 import pytest
@@ -8,6 +8,7 @@ from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from stages.core.errors import PipelineError  # noqa: E402
 from stages.runtimes import fused_llama as F  # noqa: E402
+from stages.runtimes import int4_linear as Q  # noqa: E402
 
 
 def tiny(tie=True, dtype=torch.float32, seed=0):
@@ -46,8 +47,8 @@ def test_a_wrong_cache_position_changes_the_logits():
 def test_int4_linear_computes_with_the_weights_its_codes_stand_for():
     torch.manual_seed(1)
     w, x = torch.randn(64, 256), torch.randn(3, 256).to(torch.bfloat16)
-    lin = F.Int4Linear(w, group_size=32)
-    want = x.float() @ F.int4_dequant(w, 32).T
+    lin = Q.Int4Linear(w, group_size=32)
+    want = x.float() @ Q.int4_dequant(w, 32).T
     got = lin(x).float()
     assert (got - want).abs().max() < 0.05 * want.abs().max()
     assert (want - x.float() @ w.T).abs().max() > 0.1      # the codes are really 4 bits
@@ -60,8 +61,8 @@ def test_int4_decoder_follows_its_dequantized_model():
     with torch.no_grad():
         for name, p in deq.named_parameters():
             if p.ndim == 2 and "embed" not in name:
-                p.copy_(F.int4_dequant(p, 32).to(p.dtype))
-        deq.lm_head.weight = torch.nn.Parameter(F.int4_dequant(model.lm_head.weight, 32).to(torch.bfloat16))
+                p.copy_(Q.int4_dequant(p, 32).to(p.dtype))
+        deq.lm_head.weight = torch.nn.Parameter(Q.int4_dequant(model.lm_head.weight, 32).to(torch.bfloat16))
         deq.config.tie_word_embeddings = False
     ids = torch.randint(0, 512, (1, 10))
     with torch.inference_mode():
@@ -93,8 +94,8 @@ def test_refuses_other_architectures_and_widths():
 def test_the_fused_dequant_linear_computes_what_the_int4_kernel_does():
     torch.manual_seed(2)
     w, x = torch.randn(64, 256), torch.randn(2, 256).to(torch.bfloat16)
-    fused, kernel = F.Int4Dequant(w, 32), F.Int4Linear(w, 32)
-    want = x.float() @ F.int4_dequant(w, 32).T
+    fused, kernel = Q.Int4Dequant(w, 32), Q.Int4Linear(w, 32)
+    want = x.float() @ Q.int4_dequant(w, 32).T
     assert (fused(x).float() - want).abs().max() < 0.05 * want.abs().max()
     assert (fused(x).float() - kernel(x).float()).abs().max() < 0.05 * want.abs().max()
     assert fused.nbytes() == 64 * 256 // 2 + 2 * (256 // 32) * 64 * 2

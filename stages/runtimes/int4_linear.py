@@ -1,0 +1,118 @@
+"""Linears for the fused decoder (stages/runtimes/fused_llama.py): bfloat16, or 4-bit weight-only
+with asymmetric groups of `group_size` input columns, computed by torch's int4 kernel (tinygemm,
+`aten._weight_int4pack_mm`, the kernel torchao's int4 weight-only uses) or dequantized by tensor
+ops that torch.compile fuses into the matrix-vector product. Each says how many bytes it reads."""
+from __future__ import annotations
+
+from stages.core.errors import PipelineError
+
+
+def int4_pack(weight, group_size: int, inner_k_tiles: int = 8):
+    """(packed weight, scales_and_zeros) of `weight` [out, in] quantized asymmetrically to 4
+    bits per group of `group_size` input columns, in tinygemm's layout: it dequantizes
+    (q - 8) * scale + zero, zero = min + 8 * scale (torchao's float zero-point domain)."""
+    import torch
+
+    n, k = weight.shape
+    if k % group_size or k % (16 * inner_k_tiles) or n % 8:
+        raise PipelineError(f"int4: a {n}x{k} matrix needs in % {max(group_size, 16 * inner_k_tiles)} "
+                            "== 0 and out % 8 == 0 (torch's int4 kernel)")
+    g = weight.float().reshape(n, k // group_size, group_size)
+    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+    scale = (hi - lo).clamp(min=1e-6) / 15
+    q = ((g - lo) / scale).round().clamp(0, 15).to(torch.int32).reshape(n, k)
+    zero = lo + 8 * scale
+    sz = torch.cat([scale, zero], -1).reshape(n, k // group_size, 2).transpose(0, 1)
+    sz = sz.contiguous().to(torch.bfloat16)
+    if weight.device.type == "cuda":
+        packed = torch.ops.aten._convert_weight_to_int4pack(
+            (q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8), inner_k_tiles)
+    else:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, inner_k_tiles)
+    return packed, sz
+
+
+def int4_dequant(weight, group_size: int):
+    """The float weight int4_pack's codes stand for (for tests and error checks)."""
+    n, k = weight.shape
+    g = weight.float().reshape(n, k // group_size, group_size)
+    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+    scale = (hi - lo).clamp(min=1e-6) / 15
+    return (((g - lo) / scale).round().clamp(0, 15) * scale + lo).reshape(n, k)
+
+
+class Int4Linear:
+    """y = x W^T with W from int4_pack, in bfloat16 (CUDA sm80+, or torch's CPU twin)."""
+
+    def __init__(self, weight, group_size: int):
+        self.packed, self.sz = int4_pack(weight, group_size)
+        self.group_size, self.out = group_size, weight.shape[0]
+
+    def __call__(self, x):
+        import torch
+
+        mm = torch.ops.aten._weight_int4pack_mm if x.device.type == "cuda" \
+            else torch.ops.aten._weight_int4pack_mm_for_cpu
+        y = mm(x.reshape(-1, x.shape[-1]), self.packed, self.group_size, self.sz)
+        return y.reshape(*x.shape[:-1], self.out)
+
+    def tensors(self) -> list:
+        return [self.packed, self.sz]
+
+    def nbytes(self) -> int:
+        return self.packed.numel() * self.packed.element_size() + self.sz.numel() * self.sz.element_size()
+
+
+class Int4Dequant:
+    """The same 4-bit codes (two a byte), scales and minimums, dequantized inside the step by
+    plain tensor ops: under torch.compile the unpacking fuses into the one-row matrix-vector
+    reduction, which then reads the packed bytes once (no int4 kernel needed)."""
+
+    def __init__(self, weight, group_size: int):
+        import torch
+
+        n, k = weight.shape
+        g = weight.float().reshape(n, k // group_size, group_size)
+        lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+        scale = (hi - lo).clamp(min=1e-6) / 15
+        q = ((g - lo) / scale).round().clamp(0, 15).to(torch.uint8).reshape(n, k)
+        self.packed = q[:, ::2] | (q[:, 1::2] << 4)
+        self.scale, self.lo = scale.to(torch.bfloat16), lo.to(torch.bfloat16)
+        self.shape, self.group_size = (n, k), group_size
+
+    def __call__(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        n, k = self.shape
+        q = torch.stack([self.packed & 15, self.packed >> 4], -1).reshape(n, k // self.group_size, self.group_size)
+        w = (q.to(x.dtype) * self.scale.to(x.dtype) + self.lo.to(x.dtype)).reshape(n, k)
+        return F.linear(x, w)
+
+    def tensors(self) -> list:
+        return [self.packed, self.scale, self.lo]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+
+class DenseLinear:
+    def __init__(self, weight):
+        self.w = weight
+
+    def __call__(self, x):
+        import torch.nn.functional as F
+        return F.linear(x, self.w)
+
+    def tensors(self) -> list:
+        return [self.w]
+
+    def nbytes(self) -> int:
+        return self.w.numel() * self.w.element_size()
+
+
+INT4 = {"tinygemm": Int4Linear, "inductor": Int4Dequant}   # int4 kernel -> linear
+
+
+def linear(weight, bits: int, group_size: int, kernel: str = "tinygemm"):
+    return DenseLinear(weight) if bits == 16 else INT4[kernel](weight, group_size)
