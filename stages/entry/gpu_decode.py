@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         if cfg["profile_tokens"]:
             first = start()
             prof = MG.Profile(**G.profiled(lambda: decode(cfg["profile_tokens"]), cfg["profile_tokens"]))
+    meter.close()
     tps = n / statistics.median(times)
     bound_tps = bound * 1e9 / per_token
     M.write(args.out, MG.DecodeRow(
