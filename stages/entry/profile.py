@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("name", help="a file stem in stages/profiles (quick)")
     ap.add_argument("--params", default="params.yaml", type=Path)
     args, rest = ap.parse_known_args(argv)
-    items = effective(args.params, overrides(args.name))
-    dropped = trim_lock(Path("dvc.lock"), dag_stages(applied(args.params, items, not targets(args.name))))
+    items, stages = effective(args.params, overrides(args.name)), targets(args.name)
+    dropped = trim_lock(Path("dvc.lock"), dag_stages(applied(args.params, items, not stages)))
     if dropped:
         log.info("dvc.lock: dropped the entries of %d stages outside the %s profile", dropped, args.name)
-    cmd = ["dvc", "exp", "run", "--message", f"profile {args.name}", *rest, *targets(args.name)]
+    cmd = ["dvc", "exp", "run", "--message", f"profile {args.name}", *rest, *stages]
     for item in items:
         cmd += ["-S", item]
     print("$ " + shlex.join(cmd), flush=True)

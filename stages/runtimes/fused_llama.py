@@ -95,14 +95,6 @@ class FusedLlama:
         logits = self.forward(ids, pos)[:, -1]
         return logits, logits.argmax(-1, keepdim=True)
 
-    def tensors(self) -> list:
-        """Every tensor a step reads or writes (a CUDA graph must find them at fixed addresses)."""
-        out = [self.embed, self.norm, self.cos, self.sin, self.causal]
-        for L in self.layers:
-            out += [L["ln1"], L["ln2"], L["k"], L["v"]]
-            out += [t for n in ("qkv", "o", "gate_up", "down") for t in L[n].tensors()]
-        return out + self.head.tensors()
-
     def reset(self) -> None:
         for L in self.layers:
             L["k"].zero_()

@@ -7,22 +7,29 @@ from __future__ import annotations
 from stages.core.errors import PipelineError
 
 
+def groups(weight, group_size: int):
+    """(codes 0..15 as floats [out, in], scale and minimum per group [out, in/group, 1]) of
+    `weight` [out, in] quantized asymmetrically per group of `group_size` input columns."""
+    n, k = weight.shape
+    g = weight.float().reshape(n, k // group_size, group_size)
+    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+    scale = (hi - lo).clamp(min=1e-6) / 15
+    return ((g - lo) / scale).round().clamp(0, 15).reshape(n, k), scale, lo
+
+
 def int4_pack(weight, group_size: int, inner_k_tiles: int = 8):
-    """(packed weight, scales_and_zeros) of `weight` [out, in] quantized asymmetrically to 4
-    bits per group of `group_size` input columns, in tinygemm's layout: it dequantizes
-    (q - 8) * scale + zero, zero = min + 8 * scale (torchao's float zero-point domain)."""
+    """(packed weight, scales_and_zeros) of `weight` [out, in] quantized by groups(), in
+    tinygemm's layout: it dequantizes (q - 8) * scale + zero, zero = min + 8 * scale (torchao's
+    float zero-point domain)."""
     import torch
 
     n, k = weight.shape
     if k % group_size or k % (16 * inner_k_tiles) or n % 8:
         raise PipelineError(f"int4: a {n}x{k} matrix needs in % {max(group_size, 16 * inner_k_tiles)} "
                             "== 0 and out % 8 == 0 (torch's int4 kernel)")
-    g = weight.float().reshape(n, k // group_size, group_size)
-    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
-    scale = (hi - lo).clamp(min=1e-6) / 15
-    q = ((g - lo) / scale).round().clamp(0, 15).to(torch.int32).reshape(n, k)
-    zero = lo + 8 * scale
-    sz = torch.cat([scale, zero], -1).reshape(n, k // group_size, 2).transpose(0, 1)
+    codes, scale, lo = groups(weight, group_size)
+    q = codes.to(torch.int32)
+    sz = torch.cat([scale, lo + 8 * scale], -1).reshape(n, k // group_size, 2).transpose(0, 1)
     sz = sz.contiguous().to(torch.bfloat16)
     if weight.device.type == "cuda":
         packed = torch.ops.aten._convert_weight_to_int4pack(
@@ -33,15 +40,23 @@ def int4_pack(weight, group_size: int, inner_k_tiles: int = 8):
 
 
 def int4_dequant(weight, group_size: int):
-    """The float weight int4_pack's codes stand for (for tests and error checks)."""
+    """The float weight the codes of groups() stand for (for tests and error checks)."""
     n, k = weight.shape
-    g = weight.float().reshape(n, k // group_size, group_size)
-    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
-    scale = (hi - lo).clamp(min=1e-6) / 15
-    return (((g - lo) / scale).round().clamp(0, 15) * scale + lo).reshape(n, k)
+    codes, scale, lo = groups(weight, group_size)
+    return (codes.reshape(n, k // group_size, group_size) * scale + lo).reshape(n, k)
 
 
-class Int4Linear:
+class _Linear:
+    """A decoder linear: callable on activations; tensors() are what it reads per call."""
+
+    def tensors(self) -> list:
+        raise NotImplementedError
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+
+class Int4Linear(_Linear):
     """y = x W^T with W from int4_pack, in bfloat16 (CUDA sm80+, or torch's CPU twin)."""
 
     def __init__(self, weight, group_size: int):
@@ -59,11 +74,8 @@ class Int4Linear:
     def tensors(self) -> list:
         return [self.packed, self.sz]
 
-    def nbytes(self) -> int:
-        return self.packed.numel() * self.packed.element_size() + self.sz.numel() * self.sz.element_size()
 
-
-class Int4Dequant:
+class Int4Dequant(_Linear):
     """The same 4-bit codes (two a byte), scales and minimums, dequantized inside the step by
     plain tensor ops: under torch.compile the unpacking fuses into the one-row matrix-vector
     reduction, which then reads the packed bytes once (no int4 kernel needed)."""
@@ -71,14 +83,11 @@ class Int4Dequant:
     def __init__(self, weight, group_size: int):
         import torch
 
-        n, k = weight.shape
-        g = weight.float().reshape(n, k // group_size, group_size)
-        lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
-        scale = (hi - lo).clamp(min=1e-6) / 15
-        q = ((g - lo) / scale).round().clamp(0, 15).to(torch.uint8).reshape(n, k)
+        codes, scale, lo = groups(weight, group_size)
+        q = codes.to(torch.uint8)
         self.packed = q[:, ::2] | (q[:, 1::2] << 4)
         self.scale, self.lo = scale.to(torch.bfloat16), lo.to(torch.bfloat16)
-        self.shape, self.group_size = (n, k), group_size
+        self.shape, self.group_size = tuple(weight.shape), group_size
 
     def __call__(self, x):
         import torch
@@ -92,11 +101,8 @@ class Int4Dequant:
     def tensors(self) -> list:
         return [self.packed, self.scale, self.lo]
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors())
 
-
-class DenseLinear:
+class DenseLinear(_Linear):
     def __init__(self, weight):
         self.w = weight
 
@@ -106,9 +112,6 @@ class DenseLinear:
 
     def tensors(self) -> list:
         return [self.w]
-
-    def nbytes(self) -> int:
-        return self.w.numel() * self.w.element_size()
 
 
 INT4 = {"tinygemm": Int4Linear, "inductor": Int4Dequant}   # int4 kernel -> linear

@@ -66,7 +66,6 @@ class LmGpuFile(Record):
     energy_min_window_s: Optional[float] = None
 
 
-
 class DecodeRow(Record):
     """One row of gpu_decode (stages/entry/gpu_decode.py): batch-1 greedy decode of one model
     shape on the fused engine (stages/runtimes/fused_llama.py) against the HBM bound measured
