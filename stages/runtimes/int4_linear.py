@@ -102,6 +102,21 @@ class Int4Dequant(_Linear):
         return [self.packed, self.scale, self.lo]
 
 
+class Int4Triton(Int4Dequant):
+    """The same tensors as Int4Dequant; a one-row input (a decode step) goes through the Triton
+    kernel of stages/runtimes/int4_gemv.py, longer inputs (the prompt) through the tensor ops."""
+
+    def __call__(self, x):
+        from stages.runtimes.int4_gemv import int4_gemv
+
+        n, k = self.shape
+        if x.numel() != k:
+            return super().__call__(x)
+        y = int4_gemv(x.reshape(k), self.packed, self.scale.reshape(n, -1), self.lo.reshape(n, -1),
+                      self.group_size)
+        return y.reshape(*x.shape[:-1], n)
+
+
 class DenseLinear(_Linear):
     def __init__(self, weight):
         self.w = weight
@@ -114,7 +129,7 @@ class DenseLinear(_Linear):
         return [self.w]
 
 
-INT4 = {"tinygemm": Int4Linear, "inductor": Int4Dequant}   # int4 kernel -> linear
+INT4 = {"tinygemm": Int4Linear, "inductor": Int4Dequant, "triton": Int4Triton}   # int4 kernel -> linear
 
 
 def linear(weight, bits: int, group_size: int, kernel: str = "tinygemm"):
