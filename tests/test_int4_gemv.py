@@ -15,18 +15,16 @@ from stages.runtimes import int4_gemv as T  # noqa: E402
 from stages.runtimes import int4_linear as Q  # noqa: E402
 
 
-def reference(lin: Q.Int4Dequant, x):
+def reference(lin: Q.Int4Triton, x):
     """x W^T in float32 for the codes and the bfloat16 scales and minimums the linear stores."""
-    n, k = lin.shape
-    q = torch.stack([lin.packed & 15, lin.packed >> 4], -1).reshape(n, k // lin.group_size, -1)
-    w = (q.float() * lin.scale.float() + lin.lo.float()).reshape(n, k)
+    w = (lin.unpack().float() * lin.scale.float() + lin.lo.float()).reshape(lin.shape)
     return x.float() @ w.T
 
 
 @pytest.mark.parametrize("n,k,g", [(64, 256, 128), (96, 512, 64), (32, 1024, 128)])
 def test_every_block_config_computes_the_dequantized_product(n, k, g):
     torch.manual_seed(n)
-    lin, x = Q.Int4Dequant(torch.randn(n, k), g), torch.randn(k).to(torch.bfloat16)
+    lin, x = Q.Int4Triton(torch.randn(n, k), g), torch.randn(k).to(torch.bfloat16)
     want = reference(lin, x)
     configs = T._fitting(T.CONFIGS, {"N": n, "K": k, "G": g})
     assert len(configs) >= 3
@@ -39,8 +37,8 @@ def test_every_block_config_computes_the_dequantized_product(n, k, g):
 def test_swapped_nibbles_or_a_missing_minimum_are_caught():
     torch.manual_seed(1)
     n, k, g = 64, 256, 128
-    lin, x = Q.Int4Dequant(torch.randn(n, k), g), torch.randn(k).to(torch.bfloat16)
-    want, c = reference(lin, x), T.CONFIGS[1]
+    lin, x = Q.Int4Triton(torch.randn(n, k), g), torch.randn(k).to(torch.bfloat16)
+    want, c = reference(lin, x), T._fitting(T.CONFIGS, {"N": n, "K": k, "G": g})[0]
     swapped = (lin.packed >> 4) | (lin.packed << 4)
     for args in ((swapped, lin.scale, lin.lo), (lin.packed, lin.scale, torch.zeros_like(lin.lo))):
         y = T.gemv(x, args[0], args[1].reshape(n, -1), args[2].reshape(n, -1), g, c)
@@ -61,7 +59,8 @@ def test_the_triton_linear_takes_one_row_through_the_kernel_and_a_prompt_through
 
 
 def test_a_matrix_no_block_tiles_is_refused():
-    lin = Q.Int4Dequant(torch.randn(63, 256), 128)
-    with pytest.raises(ValueError, match="no block size tiles"):
-        T.gemv(torch.randn(256).to(torch.bfloat16), lin.packed, lin.scale.reshape(63, -1),
-               lin.lo.reshape(63, -1), 128)
+    x = torch.randn(256).to(torch.bfloat16)
+    for n, config in ((63, None), (64, T.triton.Config({"BLOCK_N": 2, "GROUPS": 8}))):
+        lin = Q.Int4Triton(torch.randn(n, 256), 128)
+        with pytest.raises(ValueError, match="no block size tiles"):
+            T.gemv(x, lin.packed, lin.scale.reshape(n, -1), lin.lo.reshape(n, -1), 128, config)

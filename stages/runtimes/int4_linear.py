@@ -78,24 +78,31 @@ class Int4Linear(_Linear):
 class Int4Dequant(_Linear):
     """The same 4-bit codes (two a byte), scales and minimums, dequantized inside the step by
     plain tensor ops: under torch.compile the unpacking fuses into the one-row matrix-vector
-    reduction, which then reads the packed bytes once (no int4 kernel needed)."""
+    reduction, which then reads the packed bytes once (no int4 kernel needed). Byte j of a group
+    holds codes 2j and 2j+1 (low nibble first)."""
 
     def __init__(self, weight, group_size: int):
         import torch
 
         codes, scale, lo = groups(weight, group_size)
-        q = codes.to(torch.uint8)
-        self.packed = q[:, ::2] | (q[:, 1::2] << 4)
-        self.scale, self.lo = scale.to(torch.bfloat16), lo.to(torch.bfloat16)
         self.shape, self.group_size = tuple(weight.shape), group_size
+        self.packed = self.pack(codes.to(torch.uint8).reshape(self.shape[0], -1, group_size))
+        self.scale, self.lo = scale.to(torch.bfloat16), lo.to(torch.bfloat16)
+
+    @staticmethod
+    def pack(q):
+        """[out, groups, group] codes -> [out, in/2] bytes."""
+        return (q[..., ::2] | q[..., 1::2] << 4).reshape(q.shape[0], -1)
+
+    def unpack(self):
+        """[out, in/2] bytes -> [out, groups, group] codes."""
+        import torch
+        return torch.stack([self.packed & 15, self.packed >> 4], -1).reshape(self.shape[0], -1, self.group_size)
 
     def __call__(self, x):
-        import torch
         import torch.nn.functional as F
 
-        n, k = self.shape
-        q = torch.stack([self.packed & 15, self.packed >> 4], -1).reshape(n, k // self.group_size, self.group_size)
-        w = (q.to(x.dtype) * self.scale.to(x.dtype) + self.lo.to(x.dtype)).reshape(n, k)
+        w = (self.unpack().to(x.dtype) * self.scale.to(x.dtype) + self.lo.to(x.dtype)).reshape(self.shape)
         return F.linear(x, w)
 
     def tensors(self) -> list:
@@ -103,8 +110,19 @@ class Int4Dequant(_Linear):
 
 
 class Int4Triton(Int4Dequant):
-    """The same tensors as Int4Dequant; a one-row input (a decode step) goes through the Triton
-    kernel of stages/runtimes/int4_gemv.py, longer inputs (the prompt) through the tensor ops."""
+    """The codes in the Triton kernel's layout (stages/runtimes/int4_gemv.py: byte j of a group
+    holds codes j and j + group/2); a one-row input (a decode step) goes through that kernel,
+    longer inputs (the prompt) through the tensor ops."""
+
+    @staticmethod
+    def pack(q):
+        half = q.shape[-1] // 2
+        return (q[..., :half] | q[..., half:] << 4).reshape(q.shape[0], -1)
+
+    def unpack(self):
+        import torch
+        p = self.packed.reshape(self.shape[0], -1, self.group_size // 2)
+        return torch.cat([p & 15, p >> 4], -1)
 
     def __call__(self, x):
         from stages.runtimes.int4_gemv import int4_gemv
