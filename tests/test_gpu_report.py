@@ -95,37 +95,36 @@ def test_every_committed_break_even_is_resolved_or_says_why():
 ])
 def test_a_bad_gpu_file_is_a_one_line_error_naming_it(tmp_path, damage, message):
     shutil.copytree(GPU, tmp_path / "gpu")
-    f = tmp_path / "gpu" / "speed_shapes.json"
+    f = tmp_path / "gpu" / "speed" / "llama-3.2-3b-fp16.json"
     data = json.loads(f.read_text())
     damage(data)
     f.write_text(json.dumps(data))
     with pytest.raises(PipelineError, match=message) as err:
         G.load(tmp_path / "gpu")
-    assert "speed_shapes.json" in str(err.value) and "\n" not in str(err.value)
+    assert "llama-3.2-3b-fp16.json" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_no_speed_files_is_an_error(tmp_path):
-    with pytest.raises(PipelineError, match="no GPU speed files"):
+    with pytest.raises(PipelineError, match="no GPU speed rows"):
         G.load(tmp_path)
 
 
-def test_a_later_file_replaces_the_rows_and_failures_it_re_measures(tmp_path):
-    """Later files re-ran the 3B shape: their rows win over speed_shapes_graph.json's, and the
-    older file's 'NaN logits' failure of 3B int4 no longer shows."""
+def test_one_row_per_file_named_as_the_file_so_no_file_overrides_another(tmp_path):
+    gpu = G.load(GPU)
+    files = sorted((GPU / "speed").glob("*.json"))
+    assert [f.stem for f in files] == sorted(gpu["rows"]) and len(files) >= 20
     shutil.copytree(GPU, tmp_path / "gpu")
-    old = json.loads((GPU / "speed_shapes_graph.json").read_text())
-    assert "llama-3.2-3b-int4-gptq_marlin-graph" in old["failed"]
-    gpu = G.load(tmp_path / "gpu")
-    name = "llama-3.2-3b-int4-gptq_marlin"
-    last = [json.loads(f.read_text())["variants"] for f in sorted(GPU.glob("speed_*.json"))]
-    last = [v for v in last if name in v][-1]       # the last file by name that timed it
-    assert gpu["rows"][name]["decode_tokens_per_s"] == last[name]["decode_tokens_per_s"]
-    assert "llama-3.2-3b-int4-gptq_marlin-graph" not in gpu["failed"]
-    assert "tinyllama-1.1b-fp16" in gpu["rows"]          # rows it did not re-measure stay
-    for f in (tmp_path / "gpu").glob("speed_*.json"):   # without the files that re-ran it
-        if f.name > "speed_shapes_graph.json" and name in json.loads(f.read_text())["variants"]:
-            f.unlink()
-    assert "llama-3.2-3b-int4-gptq_marlin-graph" in G.load(tmp_path / "gpu")["failed"]
+    speed = tmp_path / "gpu" / "speed"
+    one = json.loads((speed / "tinyllama-1.1b-fp16.json").read_text())
+    two = json.loads((speed / "llama-3.2-3b-fp16.json").read_text())
+    one["variants"] |= two["variants"]   # a second row in one file
+    (speed / "tinyllama-1.1b-fp16.json").write_text(json.dumps(one))
+    with pytest.raises(PipelineError, match="one row named as the file"):
+        G.load(tmp_path / "gpu")
+    (speed / "tinyllama-1.1b-fp16.json").unlink()
+    (speed / "llama-3.2-3b-fp16.json").rename(speed / "other.json")   # a row under another name
+    with pytest.raises(PipelineError, match="other.json: a speed file holds one row"):
+        G.load(tmp_path / "gpu")
 
 
 def test_method_table_puts_gptq_beside_awq_and_rtn_and_needs_each_cost_file(tmp_path):
@@ -154,12 +153,16 @@ def test_profile_table_reports_the_graph_replay_profiles_per_token():
 
 
 def test_nvml_figures_below_the_counters_step_are_pooled_or_not_shown(tmp_path):
-    """The committed files timed one call per window: a 0.2 s graph decode window shows the
-    pooled joules (marked †), a 30 ms prefill shows n/r. A file written with >= 1 s windows
+    """Files from before energy_min_window_s timed one call per window: a 0.2 s graph decode
+    window shows the pooled joules (marked †), a 30 ms prefill shows n/r. A file written with >= 1 s windows
     (energy_min_window_s) keeps its medians."""
-    (tmp_path / "gpu").mkdir()
-    data = json.loads((GPU / "speed_shapes_graph_smollm2_a.json").read_text())
-    (tmp_path / "gpu" / "speed_old.json").write_text(json.dumps(data))
+    (tmp_path / "gpu" / "speed").mkdir(parents=True)
+    data = json.loads((GPU / "speed" / "smollm2-135m-fp16.json").read_text())
+    for d in data["variants"]["smollm2-135m-fp16"]["decode"]:   # as a one-call window run wrote it
+        d["energy"]["seconds"] = 0.2 * d["energy"]["windows"]
+    data["energy_min_window_s"] = None
+    f = tmp_path / "gpu" / "speed" / "smollm2-135m-fp16.json"
+    f.write_text(json.dumps(data))
     row = G.load(tmp_path / "gpu")["rows"]["smollm2-135m-fp16"]
     graph = next(d for d in row["decode"] if d["cache"] == "graph")["energy"]
     assert graph["seconds"] / graph["windows"] < 1.0 and row["j_decode_pooled"]
@@ -170,7 +173,7 @@ def test_nvml_figures_below_the_counters_step_are_pooled_or_not_shown(tmp_path):
     for d in data["variants"]["smollm2-135m-fp16"]["decode"]:   # as a >= 1 s window run writes it
         d["energy"]["seconds"] = max(d["energy"]["seconds"], 1.0 * d["energy"]["windows"])
     data["energy_min_window_s"] = 1.0
-    (tmp_path / "gpu" / "speed_old.json").write_text(json.dumps(data))
+    f.write_text(json.dumps(data))
     row = G.load(tmp_path / "gpu")["rows"]["smollm2-135m-fp16"]
     assert not row["j_decode_pooled"] and row["j_decode"] == row["energy_j_per_token_decode"]
     assert row["j_prefill"] == row["energy_j_per_token_prefill"]

@@ -154,8 +154,8 @@ def test_a_typod_shape_stops_the_stage_before_the_cuda_check(tmp_path):
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(gpu_params(shapes=["llama-3.2-3b", "llama-9b"])))
     with pytest.raises(PipelineError, match="unknown model shape 'llama-9b'"):
-        lm_gpu.main(["--out", str(tmp_path / "gpu.json"), "--params", str(tmp_path / "params.yaml")])
-    assert not (tmp_path / "gpu.json").exists()
+        lm_gpu.main(["--out", str(tmp_path / "speed"), "--params", str(tmp_path / "params.yaml")])
+    assert not (tmp_path / "speed").exists()
 
 
 def test_without_cuda_the_stage_stops_before_any_work(tmp_path):
@@ -165,8 +165,8 @@ def test_without_cuda_the_stage_stops_before_any_work(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(PipelineError, match="CUDA"):
-        lm_gpu.main(["--out", str(tmp_path / "gpu.json")])
-    assert not (tmp_path / "gpu.json").exists()
+        lm_gpu.main(["--out", str(tmp_path / "speed")])
+    assert not (tmp_path / "speed").exists()
 
 
 ENERGY = dict(method="nvml", basis="counter", unit="token", windows=5, units=320.0, joules=30.0,

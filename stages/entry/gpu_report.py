@@ -21,7 +21,7 @@ def render(gpu: dict, folder: Path | None = None) -> str:
              "Hosts (the `host` column; two leases of one GPU model are two hosts, and no figure "
              "puts two hosts on one axis):", ""]
     lines += [f"{i}. {h}" for i, h in enumerate(gpu["hosts"], start=1)]
-    lines += ["", "Libraries (latest file): " + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()) + ".",
+    lines += ["", "Libraries (every row): " + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()) + ".",
              "Separate from the CPU tables: other hardware, other protocol (gpu_lm params).", "",
              "Speed (NVML energy, gross; bound = device-to-device copy bandwidth ÷ weight bytes "
              "per token, same run):", ""] + G.table(gpu) + ["", G.NOTE]

@@ -114,7 +114,7 @@ def variants(cfg: dict, models: list[Path], work: Path):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path, help="a folder: one <row>.json per row (metrics/gpu/speed)")
     ap.add_argument("--models", type=Path, action="append", default=[],
                     help="a pipeline model folder (base, or the GPTQ folder of int<bits>/)")
     ap.add_argument("--params", default="params.yaml")
@@ -144,10 +144,13 @@ def main(argv: list[str] | None = None) -> None:
             del model
             gc.collect()
             torch.cuda.empty_cache()
-            # rewritten (atomically) after every row: a run cut short keeps the rows it timed
-            M.write(args.out, MG.LmGpuFile(machine=machine, copy_gb_s=bw, params=cfg,
-                                           variants=rows, failed=failed,
-                                           energy_min_window_s=getattr(meter.source, "min_window_s", 0.0)))
+            # one file per row, written (atomically) as soon as it is timed: a run cut short
+            # keeps the rows it timed, and no file overrides another's rows
+            M.write(args.out / f"{name}.json", MG.LmGpuFile(
+                machine=machine, copy_gb_s=bw, params=cfg,
+                variants={name: rows[name]} if name in rows else {},
+                failed={k: v for k, v in failed.items() if k == name or k.startswith(name + "-")},
+                energy_min_window_s=getattr(meter.source, "min_window_s", 0.0)))
 
 
 if __name__ == "__main__":

@@ -37,21 +37,28 @@ NOTE = ("Decode tok/s is batch 1 with the fastest of the dynamic cache, the stat
 
 
 def load(folder: Path) -> dict:
-    """{"rows": name -> speed row + copy_gb_s, "evals", "quant", "failed", "machine"}."""
-    files = sorted(folder.glob("speed_*.json"))
+    """{"rows": name -> speed row + copy_gb_s, "evals", "quant", "failed", "machine"}. Speed rows
+    are one file each, speed/<row>.json (lm_gpu writes them so): no file overrides another."""
+    files = sorted((folder / "speed").glob("*.json"))
     if not files:
-        raise PipelineError(f"no GPU speed files (speed_*.json) in {folder}")
+        raise PipelineError(f"no GPU speed rows (speed/<row>.json) in {folder}")
     out = {"rows": {}, "failed": {}, "evals": {}, "quant": {}, "machine": {}, "hosts": []}
-    for f in files:   # a later file (by name) re-measures rows: its rows and failures replace theirs
+    libraries = []
+    for f in files:
         file = M.read(f, MG.LmGpuFile)
+        names = [*file.variants, *file.failed]
+        if len(file.variants) > 1 or f.stem not in names \
+                or any(n != f.stem and not n.startswith(f.stem + "-") for n in names):
+            raise PipelineError(f"{f}: a speed file holds one row named as the file, not {names}")
         out["machine"] = file.machine
-        out["failed"] = {k: v for k, v in out["failed"].items()
-                         if not any(k == n or k.startswith(n + "-") for n in [*file.variants, *file.failed])}
+        libraries.append(file.machine.get("libraries", {}))
         out["failed"] |= file.failed
         for name, row in file.variants.items():
             d = row.model_dump()
             out["rows"][name] = d | {"copy_gb_s": file.copy_gb_s, **resolved(d, file), "host": host_key(file.machine),
                                      "profile_tokens": file.params.get("profile_tokens")}
+    if any(lib != libraries[0] for lib in libraries):
+        raise PipelineError(f"{folder / 'speed'}: rows timed with different libraries; keep one set per report")
     order = list(dict.fromkeys(r["model"] for r in out["rows"].values()))   # a model's rows together
     out["rows"] = dict(sorted(out["rows"].items(), key=lambda kv: order.index(kv[1]["model"])))
     out["hosts"] = list(dict.fromkeys(r["host"] for r in out["rows"].values()))   # host n = hosts[n-1]
