@@ -10,6 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+# Without an NVIDIA GPU, Triton kernels (stages/runtimes/int4_gemv.py) run in Triton's interpreter.
+# Triton reads this when a kernel is defined, so it is set before any test imports one.
+if not Path("/dev/nvidia0").exists():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 PRISTINE_ENV = dict(os.environ)   # as pytest started
 
 

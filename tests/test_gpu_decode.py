@@ -78,6 +78,20 @@ def test_without_cuda_a_row_stops_with_one_line_and_writes_nothing(gpu_params, t
     assert not out.parent.exists()
 
 
+def test_every_profile_row_fits_its_kernel_and_a_shape_that_does_not_is_one_line_before_cuda(gpu_params, tmp_path):
+    from stages.models import llama_shapes as L
+    from stages.runtimes.fused_llama import check
+
+    cfg = gpu_params["gpu_decode"]
+    for row in cfg["rows"].values():   # what the GPU would refuse, found here on a CPU
+        check(L.config(row["shape"]), row["weights"], row["head"], cfg["group_size"], row.get("kernel", "tinygemm"))
+    bad = yaml.safe_load(yaml.safe_dump(gpu_params))   # SmolLM2's 576-wide layers in groups of 128
+    bad["gpu_decode"]["rows"]["smol"] = {"shape": "smollm2-135m", "weights": 4, "head": 16}
+    r, out = run_row(tmp_path, bad, "smol")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "CUDA" not in r.stderr
+    assert "in % group_size 128 != 0" in r.stderr and not out.parent.exists()
+
+
 def test_an_unknown_row_or_a_dotted_row_name_is_one_line(gpu_params, tmp_path):
     r, _ = run_row(tmp_path, gpu_params, "llama-3b")
     assert r.returncode == 2 and "has no row 'llama-3b'" in r.stderr and "Traceback" not in r.stderr

@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = p["gpu_decode"]
     row = cfg["rows"][args.row]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from stages.runtimes.fused_llama import check
+    check(L.config(row["shape"]), row["weights"], row["head"], cfg["group_size"], row["kernel"])
     import torch
 
     if not torch.cuda.is_available():

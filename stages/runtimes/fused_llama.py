@@ -13,7 +13,26 @@ checks the logits against it.
 from __future__ import annotations
 
 from stages.core.errors import PipelineError
-from stages.runtimes.int4_linear import INT4, linear
+from stages.runtimes.int4_linear import INT4, linear, unfit
+
+
+def matrices(cfg) -> dict[str, tuple[int, int]]:
+    """(out, in) of every matrix the fused decoder multiplies by, per layer, and the LM head."""
+    h, i = cfg.hidden_size, cfg.intermediate_size
+    d = getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads
+    q, kv = cfg.num_attention_heads * d, cfg.num_key_value_heads * d
+    return {"qkv": (q + 2 * kv, h), "o": (h, q), "gate_up": (2 * i, h), "down": (h, i),
+            "head": (cfg.vocab_size, h)}
+
+
+def check(cfg, weights: int, head: int, group_size: int, kernel: str) -> None:
+    """One line, before any weight is built, where a width or an int4 kernel cannot run `cfg`."""
+    if weights not in (16, 4) or head not in (16, 4) or kernel not in INT4:
+        raise PipelineError(f"weights and head are 16 or 4 bits (not {weights} / {head}), "
+                            f"the int4 kernel one of {sorted(INT4)} (not {kernel!r})")
+    for name, (n, k) in matrices(cfg).items():
+        if (head if name == "head" else weights) == 4 and (why := unfit(n, k, group_size, kernel)):
+            raise PipelineError(f"{name}: {why}")
 
 
 class FusedLlama:
@@ -30,9 +49,7 @@ class FusedLlama:
                 or getattr(cfg, "mlp_bias", False):
             raise PipelineError(f"the fused decoder runs Llama without biases, not "
                                 f"{type(model).__name__}")
-        if weights not in (16, 4) or head not in (16, 4) or kernel not in INT4:
-            raise PipelineError(f"weights and head are 16 or 4 bits (not {weights} / {head}), "
-                                f"the int4 kernel one of {sorted(INT4)} (not {kernel!r})")
+        check(cfg, weights, head, group_size, kernel)
         dt, dev = model.dtype, model.device
         self.nh, self.nkv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.d = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.nh

@@ -17,6 +17,20 @@ def groups(weight, group_size: int):
     return ((g - lo) / scale).round().clamp(0, 15).reshape(n, k), scale, lo
 
 
+def unfit(n: int, k: int, group_size: int, kernel: str, inner_k_tiles: int = 8) -> str:
+    """Why `kernel` cannot run an n x k (out x in) matrix in groups of `group_size`; "" if it can."""
+    if k % group_size:
+        return f"int4: a {n}x{k} matrix has in % group_size {group_size} != 0"
+    if kernel == "tinygemm" and (k % (16 * inner_k_tiles) or n % 8):
+        return (f"int4: a {n}x{k} matrix needs in % {max(group_size, 16 * inner_k_tiles)} == 0 and "
+                "out % 8 == 0 (torch's int4 kernel)")
+    if kernel == "triton":
+        from stages.runtimes.int4_gemv import CONFIGS, _fitting
+        if not _fitting(CONFIGS, {"N": n, "K": k, "G": group_size}):
+            return f"int4 triton: no block size tiles a {n}x{k} matrix in groups of {group_size}"
+    return ""
+
+
 def int4_pack(weight, group_size: int, inner_k_tiles: int = 8):
     """(packed weight, scales_and_zeros) of `weight` [out, in] quantized by groups(), in
     tinygemm's layout: it dequantizes (q - 8) * scale + zero, zero = min + 8 * scale (torchao's
@@ -24,9 +38,8 @@ def int4_pack(weight, group_size: int, inner_k_tiles: int = 8):
     import torch
 
     n, k = weight.shape
-    if k % group_size or k % (16 * inner_k_tiles) or n % 8:
-        raise PipelineError(f"int4: a {n}x{k} matrix needs in % {max(group_size, 16 * inner_k_tiles)} "
-                            "== 0 and out % 8 == 0 (torch's int4 kernel)")
+    if why := unfit(n, k, group_size, "tinygemm", inner_k_tiles):
+        raise PipelineError(why)
     codes, scale, lo = groups(weight, group_size)
     q = codes.to(torch.int32)
     sz = torch.cat([scale, lo + 8 * scale], -1).reshape(n, k // group_size, 2).transpose(0, 1)
