@@ -114,3 +114,10 @@ def test_the_greedy_loop_decodes_what_transformers_generates():
             loop.rewind(first)
             got = [first.item()] + [loop.step().argmax(-1).item() for _ in range(5)]
             assert got == want and loop.pos.item() == 11
+
+
+def test_matrices_are_the_shapes_of_the_linears_the_decoder_builds():
+    model = tiny(tie=False)
+    dec = F.FusedLlama(model, max_len=8)
+    built = {n: tuple(dec.layers[0][n].w.shape) for n in ("qkv", "o", "gate_up", "down")}
+    assert F.matrices(model.config) == built | {"head": tuple(dec.head.w.shape)}

@@ -13,16 +13,18 @@ checks the logits against it.
 from __future__ import annotations
 
 from stages.core.errors import PipelineError
+from stages.models.llama_shapes import linear_shapes
 from stages.runtimes.int4_linear import INT4, linear, unfit
 
 
 def matrices(cfg) -> dict[str, tuple[int, int]]:
-    """(out, in) of every matrix the fused decoder multiplies by, per layer, and the LM head."""
-    h, i = cfg.hidden_size, cfg.intermediate_size
-    d = getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads
-    q, kv = cfg.num_attention_heads * d, cfg.num_key_value_heads * d
-    return {"qkv": (q + 2 * kv, h), "o": (h, q), "gate_up": (2 * i, h), "down": (h, i),
-            "head": (cfg.vocab_size, h)}
+    """(out, in) of every matrix the fused decoder multiplies by, per layer, and the LM head:
+    the model's projections (llama_shapes.linear_shapes), q/k/v and gate/up stacked."""
+    p = {name.split(".")[1]: (n, k) for name, (k, n) in linear_shapes(cfg).items()}
+    fused = {"qkv": ("q_proj", "k_proj", "v_proj"), "o": ("o_proj",), "gate_up": ("gate_proj", "up_proj"),
+             "down": ("down_proj",)}
+    out = {f: (sum(p[n][0] for n in names), p[names[0]][1]) for f, names in fused.items()}
+    return out | {"head": (cfg.vocab_size, cfg.hidden_size)}
 
 
 def check(cfg, weights: int, head: int, group_size: int, kernel: str) -> None:
