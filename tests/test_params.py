@@ -117,13 +117,15 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 def test_params_rewritten_by_dvc_exp_run_set_param_still_validate(tmp_path):
     """`dvc exp run -S` rewrites params.yaml with ruamel and drops the quotes of "2:4"; read as
-    YAML 1.1 that is the integer 124, so the file DVC itself wrote failed check_params."""
-    from dvc.utils.serialize import modify_yaml
+    YAML 1.1 that is the integer 124, so the file DVC itself wrote failed check_params; and
+    inside a {flow mapping} DVC's own reader refused the file it had just written."""
+    from dvc.utils.hydra import apply_overrides
+    from dvc.utils.serialize import load_yaml
     f = tmp_path / "params.yaml"
     f.write_text((ROOT / "params.yaml").read_text())
-    with modify_yaml(f) as data:       # what `dvc exp run -S quant.bits=4` does to the file
-        data["quant"]["bits"] = 4
+    apply_overrides(f, ["quant.bits=4"])   # what `dvc exp run -S quant.bits=4` does to the file
     assert '"2:4"' not in f.read_text() and "2:4" in f.read_text()
+    assert load_yaml(f)["compress"]["smollm2-135m-wanda24"]["pattern"] == "2:4"   # DVC reads it back
     params = P.validate(P.read(f), f)
     assert params.compress["smollm2-135m-prune24"].__pydantic_extra__["pattern"] == "2:4"
     assert params.quant.bits == [4]
