@@ -4,8 +4,8 @@ not a test. CUDA only: without a GPU it stops with one line before any work.
 
 The engine is stages/runtimes/fused_llama.py: fused projections, a static KV cache, the step
 compiled by torch.compile and captured as one CUDA graph that also advances the token and its
-position; bfloat16 linears, or int4 through torch's tinygemm kernel or dequantized inside the
-compiled step (`kernel: inductor`).
+position; bfloat16 linears, or int4 through torch's tinygemm kernel, GemLite's or our Triton
+kernel, or dequantized inside the compiled step (`kernel: inductor`).
 
 The bound: bytes a step reads over the larger of a device-to-device copy (read + write bytes)
 and a 4 GB reduction (read bytes), so a row never looks closer to it than it is.
@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     if not torch.cuda.is_available():
         raise PipelineError("gpu_decode needs a CUDA GPU (this machine has none): its rows are "
                             "empty by default; the gpu profile fills them on a CUDA machine")
-    machine = record(gpu=True) | {"cuda": torch.version.cuda, "driver": G.driver(), "torch": torch.__version__}
+    from importlib.metadata import version
+    machine = record(gpu=True) | {"cuda": torch.version.cuda, "driver": G.driver(), "torch": torch.__version__,
+                                  "triton": version("triton")} | \
+        ({"gemlite": version("gemlite")} if row["kernel"] == "gemlite" else {})
     same_gpu(args.out.parent, machine["gpu"])
     meter = E.open_meter(p["energy"], "cuda")
     copy, read_bw = G.copy_gb_s(), read_gb_s()

@@ -1,7 +1,8 @@
 """Linears for the fused decoder (stages/runtimes/fused_llama.py): bfloat16, or 4-bit weight-only
 with asymmetric groups of `group_size` input columns, computed by torch's int4 kernel (tinygemm,
-`aten._weight_int4pack_mm`, the kernel torchao's int4 weight-only uses) or dequantized by tensor
-ops that torch.compile fuses into the matrix-vector product. Each says how many bytes it reads."""
+`aten._weight_int4pack_mm`, the kernel torchao's int4 weight-only uses), by GemLite's Triton
+kernels, by ours (stages/runtimes/int4_gemv.py) or dequantized by tensor ops that torch.compile
+fuses into the matrix-vector product. Each says how many bytes it reads."""
 from __future__ import annotations
 
 from stages.core.errors import PipelineError
@@ -24,6 +25,8 @@ def unfit(n: int, k: int, group_size: int, kernel: str, inner_k_tiles: int = 8) 
     if kernel == "tinygemm" and (k % (16 * inner_k_tiles) or n % 8):
         return (f"int4: a {n}x{k} matrix needs in % {max(group_size, 16 * inner_k_tiles)} == 0 and "
                 "out % 8 == 0 (torch's int4 kernel)")
+    if kernel == "gemlite" and k % 32:
+        return f"int4 gemlite: a {n}x{k} matrix needs in % 32 == 0"
     if kernel == "triton":
         from stages.runtimes.int4_gemv import CONFIGS, _fitting
         if not _fitting(CONFIGS, {"N": n, "K": k, "G": group_size}):
@@ -148,6 +151,41 @@ class Int4Triton(Int4Dequant):
         return y.reshape(*x.shape[:-1], n)
 
 
+class Int4GemLite(_Linear):
+    """The codes of groups() through GemLite (dropbox/gemlite, Triton; its GEMV RevSplit-K kernel
+    for one row, GEMM kernels for the prompt), with GemLite's autotuned configs for the GPU.
+    GemLite takes HQQ's (q - zero) * scale, so zero = -minimum / scale; with `fma_mode` it
+    stores -zero * scale (the minimum again) and computes q * scale + minimum. Checked against
+    the dequantized product of the same codes when built, since no CPU test can run GemLite
+    (it reads the GPU's properties when imported)."""
+
+    def __init__(self, weight, group_size: int):
+        import torch
+        from gemlite import DType, GemLiteLinear
+
+        n, k = weight.shape
+        if why := unfit(n, k, group_size, "gemlite"):
+            raise PipelineError(why)
+        codes, scale, lo = groups(weight, group_size)
+        self.out, self.lin = n, GemLiteLinear(4, group_size=group_size, in_features=k, out_features=n,
+                                              input_dtype=DType.BF16, output_dtype=DType.BF16)
+        zero = (-lo / scale).reshape(n, -1)
+        self.lin.pack(codes.to(torch.uint8), scale.reshape(n, -1).to(torch.bfloat16),
+                      zero.to(torch.bfloat16), None, fma_mode=True)
+        x = torch.randn(1, k, device=weight.device, dtype=torch.bfloat16)
+        want = x.float() @ (codes.reshape(n, -1, group_size) * scale + lo).reshape(n, k).T
+        err = (self(x).float() - want).abs().max().item()
+        if not err <= 2e-2 * want.abs().max().item():
+            raise PipelineError(f"gemlite: a {n}x{k} int4 product is off by {err:.3g} "
+                                f"(scale {want.abs().max().item():.3g})")
+
+    def __call__(self, x):
+        return self.lin(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.out)
+
+    def tensors(self) -> list:
+        return [t for t in (self.lin.W_q, self.lin.scales, self.lin.zeros) if t is not None]
+
+
 class DenseLinear(_Linear):
     def __init__(self, weight):
         self.w = weight
@@ -160,7 +198,8 @@ class DenseLinear(_Linear):
         return [self.w]
 
 
-INT4 = {"tinygemm": Int4Linear, "inductor": Int4Dequant, "triton": Int4Triton}   # int4 kernel -> linear
+INT4 = {"tinygemm": Int4Linear, "inductor": Int4Dequant, "triton": Int4Triton,   # int4 kernel -> linear
+        "gemlite": Int4GemLite}
 
 
 def linear(weight, bits: int, group_size: int, kernel: str = "tinygemm"):

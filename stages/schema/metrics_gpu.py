@@ -73,7 +73,7 @@ class DecodeRow(Record):
     machine: dict                             # CPU, GPU, driver, CUDA, library versions
     gpu: str                                  # e.g. NVIDIA H100 80GB HBM3
     model: str                                # a speed-only shape (random weights)
-    kernel: Literal["tinygemm", "inductor", "triton"]   # int4: torch's | dequantized in the step | int4_gemv.py
+    kernel: Literal["tinygemm", "inductor", "triton", "gemlite"]   # int4: torch's | dequantized in the step | int4_gemv.py | GemLite
     weights: Literal[16, 4]                   # decoder linears: bfloat16 | int4
     head: Literal[16, 4]                      # LM head
     group_size: int = Field(ge=1)

@@ -1,0 +1,69 @@
+"""The GemLite int4 linear (stages/runtimes/int4_linear.Int4GemLite) on the CPU. GemLite itself
+reads the GPU's properties when imported, so here a stand-in module implements the contract
+its README and `GemLiteLinear.pack` state: HQQ's W ~ (W_q - zeros) * scales per group, stored
+with fma_mode as -zeros * scales. What is tested is ours: the conversion from groups()'s scale
+and minimum, and the check that refuses a linear whose product is wrong."""
+import sys
+import types
+
+import pytest
+import torch
+
+from stages.core.errors import PipelineError
+from stages.runtimes import int4_linear as Q
+
+
+class FakeGemLite(torch.nn.Module):
+    """GemLiteLinear's packing contract in plain torch (no kernel)."""
+    drop_zeros = False   # a broken packing: the group offsets lost
+
+    def __init__(self, W_nbits, group_size, in_features, out_features, input_dtype, output_dtype):
+        super().__init__()
+        assert W_nbits == 4 and in_features % group_size == 0
+        self.g, self.k, self.n = group_size, in_features, out_features
+
+    def pack(self, W_q, scales, zeros, bias=None, fma_mode=True):
+        assert W_q.dtype == torch.uint8 and W_q.shape == (self.n, self.k) and int(W_q.max()) <= 15
+        self.W_q = W_q
+        self.scales = scales.view(self.n, -1).t()
+        self.zeros = (-zeros.float() * scales.float()).to(zeros.dtype).view(self.n, -1).t()
+        if self.drop_zeros:
+            self.zeros = torch.zeros_like(self.zeros)
+
+    def forward(self, x):
+        q = self.W_q.float().reshape(self.n, -1, self.g)
+        w = q * self.scales.t().float()[..., None] + self.zeros.t().float()[..., None]
+        return (x.float() @ w.reshape(self.n, self.k).T).to(x.dtype)
+
+
+@pytest.fixture
+def gemlite(monkeypatch):
+    mod = types.SimpleNamespace(GemLiteLinear=FakeGemLite, DType=types.SimpleNamespace(BF16="bf16"))
+    monkeypatch.setitem(sys.modules, "gemlite", mod)
+    monkeypatch.setattr(FakeGemLite, "drop_zeros", False)
+    return FakeGemLite
+
+
+def test_the_gemlite_linear_computes_the_dequantized_product(gemlite):
+    torch.manual_seed(0)
+    w = torch.randn(96, 256) * 0.05 + 0.02
+    lin = Q.linear(w, 4, 64, "gemlite")
+    x = torch.randn(3, 1, 256, dtype=torch.bfloat16)
+    want = x.float() @ Q.int4_dequant(w, 64).T
+    got = lin(x).float()
+    assert got.shape == (3, 1, 96)
+    assert (got - want).abs().max() <= 2e-2 * want.abs().max()
+    # what it reads: the stand-in keeps a code a byte (GemLite packs 8 in an int32), a bf16 scale and zero a group
+    assert lin.nbytes() == 96 * 256 + 2 * 2 * 96 * 256 // 64
+
+
+def test_a_wrong_gemlite_product_is_refused_when_built(gemlite):
+    gemlite.drop_zeros = True
+    with pytest.raises(PipelineError, match="gemlite: a 96x256 int4 product is off by"):
+        Q.linear(torch.randn(96, 256) * 0.05 + 0.3, 4, 64, "gemlite")
+
+
+def test_a_matrix_gemlite_cannot_tile_is_one_line():
+    assert Q.unfit(96, 256, 64, "gemlite") == ""
+    assert "in % 32 == 0" in Q.unfit(96, 240, 48, "gemlite")
+    assert "in % group_size" in Q.unfit(96, 200, 64, "gemlite")
