@@ -79,12 +79,12 @@ def test_without_cuda_a_row_stops_with_one_line_and_writes_nothing(gpu_params, t
 
 
 def test_every_profile_row_fits_its_kernel_and_a_shape_that_does_not_is_one_line_before_cuda(gpu_params, tmp_path):
-    from stages.models import llama_shapes as L
-    from stages.runtimes.fused_llama import check
-
     cfg = gpu_params["gpu_decode"]
     for row in cfg["rows"].values():   # what the GPU would refuse, found here on a CPU
-        check(L.config(row["shape"]), row["weights"], row["head"], cfg["group_size"], row.get("kernel", "tinygemm"))
+        model_cfg, model_class, check, _ = gpu_decode.engine(row["shape"])
+        check(model_cfg, row["weights"], row["head"], cfg["group_size"], row.get("kernel", "tinygemm"))
+        assert model_class == ("OPTForCausalLM" if row["shape"].startswith("opt") else "LlamaForCausalLM")
+    assert {"opt-350m", "llama-3.2-3b", "tinyllama-1.1b"} <= {r["shape"] for r in cfg["rows"].values()}
     bad = yaml.safe_load(yaml.safe_dump(gpu_params))   # SmolLM2's 576-wide layers in groups of 128
     bad["gpu_decode"]["rows"]["smol"] = {"shape": "smollm2-135m", "weights": 4, "head": 16}
     r, out = run_row(tmp_path, bad, "smol")

@@ -2,7 +2,7 @@
 random weights) on a CUDA GPU, against the HBM bound measured in the same process. A benchmark,
 not a test. CUDA only: without a GPU it stops with one line before any work.
 
-The engine is stages/runtimes/fused_llama.py: fused projections, a static KV cache, the step
+The engine is stages/runtimes/fused_llama.py (fused_opt.py for OPT shapes): fused projections, a static KV cache, the step
 compiled by torch.compile and captured as one CUDA graph that also advances the token and its
 position; bfloat16 linears, or int4 through torch's tinygemm kernel, GemLite's or our Triton
 kernel, or dequantized inside the compiled step (`kernel: inductor`).
@@ -22,7 +22,8 @@ from pathlib import Path
 from stages.core.errors import PipelineError, log, run_main
 from stages.meters import energy as E, gpu as G
 from stages.meters.machine import record
-from stages.models import llama_shapes as L
+from stages.models import llama_shapes as L, opt_shapes as O
+from stages.runtimes import fused_llama, fused_opt
 from stages.schema import metrics as M, metrics_gpu as MG
 from stages.schema.common import Energy
 from stages.schema.gpu_decode import GpuDecode
@@ -61,7 +62,15 @@ def same_gpu(folder: Path, gpu: str) -> None:
                                 "give this machine its own host name (-S host=<name>)")
 
 
-def fused_decoder(model, row: dict, cfg: dict, max_len: int):
+def engine(shape: str):
+    """(transformers config, its model class's name, the engine's check, the engine) of a
+    speed-only shape: OPT shapes run fused_opt.py, the others fused_llama.py."""
+    if shape in O.SHAPES:
+        return O.config(shape), "OPTForCausalLM", fused_opt.check, fused_opt.FusedOpt
+    return L.config(shape), "LlamaForCausalLM", fused_llama.check, fused_llama.FusedLlama
+
+
+def fused_decoder(fused, model, row: dict, cfg: dict, max_len: int):
     """(start, window, bytes per token) of the fused engine. start() prefills the prompt (eager)
     and returns its next token; window(first, steps) decodes `steps` tokens from there, each one
     replay of a CUDA graph that holds the compiled step and advances its own token and position,
@@ -70,15 +79,13 @@ def fused_decoder(model, row: dict, cfg: dict, max_len: int):
     import torch
     import torch._inductor.config
 
-    from stages.runtimes.fused_llama import FusedLlama, GreedyLoop
-
-    dec = FusedLlama(model, max_len, weights=row["weights"], head=row["head"],
-                     group_size=cfg["group_size"], kernel=row["kernel"])
+    dec = fused(model, max_len, weights=row["weights"], head=row["head"],
+                group_size=cfg["group_size"], kernel=row["kernel"])
     torch._inductor.config.coordinate_descent_tuning = True   # as gpt-fast compiles its step
     compiled = torch.compile(dec.next_token, mode=cfg["compile_mode"], fullgraph=True)
     p = cfg["prompt_tokens"]
     prompt = torch.randint(0, model.config.vocab_size, (1, p), device="cuda")
-    loop = GreedyLoop(compiled, p, "cuda")
+    loop = fused_llama.GreedyLoop(compiled, p, "cuda")
 
     def start():
         dec.reset()
@@ -126,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = p["gpu_decode"]
     row = cfg["rows"][args.row]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from stages.runtimes.fused_llama import check
-    check(L.config(row["shape"]), row["weights"], row["head"], cfg["group_size"], row["kernel"])
+    model_cfg, model_class, check, fused = engine(row["shape"])
+    check(model_cfg, row["weights"], row["head"], cfg["group_size"], row["kernel"])
     import torch
 
     if not torch.cuda.is_available():
@@ -144,13 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     log.info("device-to-device copy %.0f GB/s, read %.0f GB/s", copy, read_bw)
     torch.manual_seed(0)
     with torch.device("cuda"):
-        from transformers import LlamaForCausalLM
-        model = LlamaForCausalLM._from_config(L.config(row["shape"]), dtype=torch.bfloat16).eval()
+        import transformers
+        model = getattr(transformers, model_class)._from_config(model_cfg, dtype=torch.bfloat16).eval()
     n, pt = cfg["decode_tokens"], cfg["prompt_tokens"]
     max_len = pt + n + 8
     with torch.inference_mode():
         t0 = time.perf_counter()
-        start, window, per_token = fused_decoder(model, row, cfg, max_len)
+        start, window, per_token = fused_decoder(fused, model, row, cfg, max_len)
         compile_s = time.perf_counter() - t0
         del model   # the engine holds what it reads; the bf16 source goes
         torch.cuda.empty_cache()

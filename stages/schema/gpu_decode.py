@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from stages.models.llama_shapes import SHAPES
+from stages.models import llama_shapes, opt_shapes
 from stages.schema.section import Section
 
 
@@ -19,8 +19,9 @@ class DecodeRow(Section):
 
     @model_validator(mode="after")
     def _known(self):
-        if self.shape not in SHAPES:
-            raise ValueError(f"unknown shape {self.shape!r}; known: {sorted(SHAPES)}")
+        known = sorted(llama_shapes.SHAPES) + sorted(opt_shapes.SHAPES)
+        if self.shape not in known:
+            raise ValueError(f"unknown shape {self.shape!r}; known: {known}")
         return self
 
 
