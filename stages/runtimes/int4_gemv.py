@@ -56,6 +56,13 @@ def _gemv(x_ptr, w_ptr, s_ptr, m_ptr, y_ptr, N, K,
     tl.store(y_ptr + rows, acc.to(y_ptr.dtype.element_ty))
 
 
+def untiled(n: int, k: int, group_size: int, configs=CONFIGS) -> str:
+    """Why no config tiles an n x k (out x in) matrix in groups of `group_size`; "" if one does."""
+    if _fitting(configs, {"N": n, "K": k, "G": group_size}):
+        return ""
+    return f"int4 triton: no block size tiles a {n}x{k} matrix in groups of {group_size}"
+
+
 _tuned = triton.autotune(configs=CONFIGS, key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_gemv)
 
 
@@ -65,8 +72,8 @@ def gemv(x, packed, scale, lo, group_size: int, config: triton.Config | None = N
     Refused where no block config tiles the matrix (out odd, or in not a multiple of the group).
     `config` runs one of CONFIGS instead of the autotuned choice (tests run each one)."""
     n, k = packed.shape[0], packed.shape[1] * 2
-    if not _fitting([config] if config else CONFIGS, {"N": n, "K": k, "G": group_size}):
-        raise ValueError(f"int4 triton: no block size tiles a {n}x{k} matrix in groups of {group_size}")
+    if why := untiled(n, k, group_size, [config] if config else CONFIGS):
+        raise ValueError(why)
     y = torch.empty(n, dtype=x.dtype, device=x.device)
     if config is None:
         _tuned[lambda meta: (n // meta["BLOCK_N"],)](x, packed, scale, lo, y, n, k, G=group_size)

@@ -28,9 +28,8 @@ def unfit(n: int, k: int, group_size: int, kernel: str, inner_k_tiles: int = 8) 
     if kernel == "gemlite" and k % 32:
         return f"int4 gemlite: a {n}x{k} matrix needs in % 32 == 0"
     if kernel == "triton":
-        from stages.runtimes.int4_gemv import CONFIGS, _fitting
-        if not _fitting(CONFIGS, {"N": n, "K": k, "G": group_size}):
-            return f"int4 triton: no block size tiles a {n}x{k} matrix in groups of {group_size}"
+        from stages.runtimes.int4_gemv import untiled
+        return untiled(n, k, group_size)
     return ""
 
 
