@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             M.write(args.out / f"{name}.json", MG.LmGpuFile(
                 machine=machine, copy_gb_s=bw, params=cfg,
                 variants={name: rows[name]} if name in rows else {},
-                failed={k: v for k, v in failed.items() if k == name or k.startswith(name + "-")},
+                failed={k: v for k, v in failed.items() if MG.of_row(k, name)},
                 energy_min_window_s=getattr(meter.source, "min_window_s", 0.0)))
 
 

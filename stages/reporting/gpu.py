@@ -48,7 +48,7 @@ def load(folder: Path) -> dict:
         file = M.read(f, MG.LmGpuFile)
         names = [*file.variants, *file.failed]
         if len(file.variants) > 1 or f.stem not in names \
-                or any(n != f.stem and not n.startswith(f.stem + "-") for n in names):
+                or not all(MG.of_row(n, f.stem) for n in names):
             raise PipelineError(f"{f}: a speed file holds one row named as the file, not {names}")
         out["machine"] = file.machine
         libraries.append(file.machine.get("libraries", {}))

@@ -66,6 +66,12 @@ class LmGpuFile(Record):
     energy_min_window_s: Optional[float] = None
 
 
+def of_row(key: str, row: str) -> bool:
+    """Whether a variant or failure named `key` belongs in row `row`'s file (the row itself, or
+    one of its steps, `<row>-<step>`)."""
+    return key == row or key.startswith(row + "-")
+
+
 class DecodeRow(Record):
     """One row of gpu_decode (stages/entry/gpu_decode.py): batch-1 greedy decode of one model
     shape on the fused engine (stages/runtimes/fused_llama.py) against the HBM bound measured
