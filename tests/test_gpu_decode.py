@@ -127,6 +127,13 @@ def test_the_report_gives_each_host_its_own_table_and_refuses_a_fraction_above_o
     text = "\n".join(R.tables(tmp_path))
     assert text.count("| row |") == 2 and "Host `h100`: NVIDIA H100" in text and "Host `h200`: NVIDIA H200" in text
     assert "| 600.0 | 1500 | 0.400 |" in text and "| 700.0 | 1500 | 0.467 |" in text
+    assert "CUDA 13.0, torch 2.11." in text and "libraries |" not in text
+    newer = decode_row("NVIDIA H100", 650.0) | {"kernel": "gemlite"}
+    newer["machine"] = newer["machine"] | {"torch": "2.12", "triton": "3.6.0", "gemlite": "0.6.0.post2"}
+    (tmp_path / "h100" / "decode" / "llama3b-int4-gemlite.json").write_text(json.dumps(newer))
+    text = "\n".join(R.tables(tmp_path))   # rows of one host with other libraries say so per row
+    assert "libraries differ between rows" in text and "| torch 2.12, triton 3.6.0, gemlite 0.6.0.post2 |" in text
+    assert "| torch 2.11 |" in text
     (tmp_path / "h100" / "decode" / "llama3b-int4.json").write_text(json.dumps(decode_row("NVIDIA H100", 1600.0)))
     with pytest.raises(PipelineError, match="bandwidth_fraction"):
         R.tables(tmp_path)

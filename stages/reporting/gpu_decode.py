@@ -6,8 +6,8 @@ from pathlib import Path
 
 from stages.schema import metrics as M, metrics_gpu as MG
 
-NOTE = ("Batch-1 greedy decode of the fused engine (stages/runtimes/fused_llama.py: fused q/k/v and "
-        "gate/up projections, static KV cache, one compiled step replayed as a CUDA graph), random "
+NOTE = ("Batch-1 greedy decode of the fused engines (stages/runtimes/fused_llama.py, fused_opt.py: fused "
+        "projections, static KV cache, one compiled step replayed as a CUDA graph), random "
         "weights in a published shape (accuracy n/a), prefill outside the timed windows. Bound = the "
         "larger of a device-to-device copy (read + write bytes) and a 4 GB read, over the bytes a "
         "step reads, measured in the same process; J/token from NVML, gross. One table per host.")
@@ -21,14 +21,23 @@ def load(folder: Path) -> dict[str, dict[str, dict]]:
     return out
 
 
+def libraries(machine: dict) -> str:
+    """The versions a row ran with, as the report prints them."""
+    return ", ".join(f"{k} {machine[k]}" for k in ("torch", "triton", "gemlite") if machine.get(k))
+
+
 def tables(folder: Path) -> list[str]:
     lines = []
     for host, rows in load(folder).items():
         first = next(iter(rows.values()))
+        libs = {name: libraries(r["machine"]) for name, r in rows.items()}
+        same = len(set(libs.values())) == 1
         lines += [f"Host `{host}`: {first['gpu']}, driver {first['machine'].get('driver')}, "
-                  f"torch {first['machine'].get('torch')}, CUDA {first['machine'].get('cuda')}.", "",
+                  f"CUDA {first['machine'].get('cuda')}"
+                  + (f", {libs[next(iter(rows))]}." if same else "; libraries differ between rows (last column)."), "",
                   "| row | weights | head | int4 kernel | tok/s | bound tok/s | fraction | J/token "
-                  "| MB read/token | kernels/token | kernel-busy | GPU MB |", "|" + "---|" * 12]
+                  "| MB read/token | kernels/token | kernel-busy | GPU MB |" + ("" if same else " libraries |"),
+                  "|" + "---|" * (12 if same else 13)]
         for name, r in rows.items():
             p = r["profile"] or {}
             kernel = r["kernel"] if 4 in (r["weights"], r["head"]) else "–"
@@ -37,6 +46,7 @@ def tables(folder: Path) -> list[str]:
                 f"| {kernel} | {r['tokens_per_s']:.1f} | {r['bound_tokens_per_s']:.0f} "
                 f"| {r['bandwidth_fraction']:.3f} | {r['energy']['j_per_unit']:.3f} "
                 f"| {r['weight_bytes_per_token'] / 1e6:.0f} | {p.get('kernels_per_token', float('nan')):.0f} "
-                f"| {p.get('kernel_time_fraction', float('nan')):.2f} | {r['gpu_memory_mb']:.0f} |")
+                f"| {p.get('kernel_time_fraction', float('nan')):.2f} | {r['gpu_memory_mb']:.0f} |"
+                + ("" if same else f" {libs[name]} |"))
         lines.append("")
     return lines

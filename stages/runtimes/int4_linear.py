@@ -171,12 +171,14 @@ class Int4GemLite(_Linear):
         zero = (-lo / scale).reshape(n, -1)
         self.lin.pack(codes.to(torch.uint8), scale.reshape(n, -1).to(torch.bfloat16),
                       zero.to(torch.bfloat16), None, fma_mode=True)
+        # RMS error over all outputs: GemLite's batch-1 kernel adds K-split partial sums into the
+        # bfloat16 output atomically, so each output carries a few bfloat16 roundings (an H100
+        # showed 3 % of the largest output at worst), while a wrong layout is off by ~100 %
         x = torch.randn(1, k, device=weight.device, dtype=torch.bfloat16)
         want = x.float() @ (codes.reshape(n, -1, group_size) * scale + lo).reshape(n, k).T
-        err = (self(x).float() - want).abs().max().item()
-        if not err <= 2e-2 * want.abs().max().item():
-            raise PipelineError(f"gemlite: a {n}x{k} int4 product is off by {err:.3g} "
-                                f"(scale {want.abs().max().item():.3g})")
+        err = ((self(x).float() - want).pow(2).mean() / want.pow(2).mean()).sqrt().item()
+        if not err <= 2e-2:
+            raise PipelineError(f"gemlite: a {n}x{k} int4 product is off by {err:.3g} (RMS, relative)")
 
     def __call__(self, x):
         return self.lin(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.out)
