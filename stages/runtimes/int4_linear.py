@@ -171,9 +171,10 @@ class Int4GemLite(_Linear):
         zero = (-lo / scale).reshape(n, -1)
         self.lin.pack(codes.to(torch.uint8), scale.reshape(n, -1).to(torch.bfloat16),
                       zero.to(torch.bfloat16), None, fma_mode=True)
-        # RMS error over all outputs: GemLite's batch-1 kernel adds K-split partial sums into the
-        # bfloat16 output atomically, so each output carries a few bfloat16 roundings (an H100
-        # showed 3 % of the largest output at worst), while a wrong layout is off by ~100 %
+        # RMS error over all outputs: GemLite's batch-1 kernel (GEMV RevSplit-K) has each program
+        # reduce a short K slice and add it atomically into the bfloat16 output, so an output
+        # carries one bfloat16 rounding per slice, tens of them (an H100 showed 3 % of the
+        # largest output at worst), while a wrong layout is off by ~100 %
         x = torch.randn(1, k, device=weight.device, dtype=torch.bfloat16)
         want = x.float() @ (codes.reshape(n, -1, group_size) * scale + lo).reshape(n, k).T
         err = ((self(x).float() - want).pow(2).mean() / want.pow(2).mean()).sqrt().item()
