@@ -134,6 +134,11 @@ def test_the_report_gives_each_host_its_own_table_and_refuses_a_fraction_above_o
     text = "\n".join(R.tables(tmp_path))   # rows of one host with other libraries say so per row
     assert "libraries differ between rows" in text and "| torch 2.12, triton 3.6.0, gemlite 0.6.0.post2 |" in text
     assert "| torch 2.11 |" in text
+    stem, _, fig = R.figure(tmp_path)   # one panel per host: hosts never share an axis
+    bars = {t.xaxis: dict(zip(t.y, t.x)) for t in fig.data}
+    assert bars == {"x": {"llama3b-int4": pytest.approx(0.4), "llama3b-int4-gemlite": pytest.approx(650 / 1500)},
+                    "x2": {"llama3b-int4": pytest.approx(700 / 1500)}}
+    assert R.figure(tmp_path / "none") is None
     (tmp_path / "h100" / "decode" / "llama3b-int4.json").write_text(json.dumps(decode_row("NVIDIA H100", 1600.0)))
     with pytest.raises(PipelineError, match="bandwidth_fraction"):
         R.tables(tmp_path)

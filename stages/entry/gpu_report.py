@@ -1,4 +1,4 @@
-"""The GPU results set's report: plots/gpu/report.md ("Measured on NVIDIA H200") and its
+"""The GPU results set's report: plots/gpu/report.md (the earlier lm_gpu set, then the gpu_decode rows per host) and its
 figures (PNG), from the committed metrics/gpu/ files. Runs on any CPU;
 the files themselves come from a CUDA machine (README "GPU results")."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ PARAMS: tuple[str, ...] = ()   # reads no params: only the committed metrics/gpu
 
 def render(gpu: dict, folder: Path | None = None) -> str:
     m = gpu["machine"]
-    lines = [f"# Measured on {m.get('gpu', 'GPU')}", "",
+    lines = ["# GPU results", "", f"## The earlier set: measured on {m.get('gpu', 'GPU')} (stages/entry/lm_gpu.py)", "",
              "Hosts (the `host` column; two leases of one GPU model are two hosts, and no figure "
              "puts two hosts on one axis):", ""]
     lines += [f"{i}. {h}" for i, h in enumerate(gpu["hosts"], start=1)]
@@ -39,7 +39,8 @@ def render(gpu: dict, folder: Path | None = None) -> str:
         lines += ["", "## Batch-1 decode against the bound (gpu_decode)", "", gpu_decode.NOTE, ""] + decode
     if gpu["failed"]:
         lines += ["", "Rows that could not run:", ""] + [f"- `{n}`: {e}" for n, e in gpu["failed"].items()]
-    lines += [""] + [f"![{title}](png/{stem}.png)" for stem, title, _ in G.figures(gpu)]
+    figs = G.figures(gpu) + ([f] if folder is not None and (f := gpu_decode.figure(folder)) else [])
+    lines += [""] + [f"![{title}](png/{stem}.png)" for stem, title, _ in figs]
     return "\n".join(lines) + "\n"
 
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     browser = export.find_browser()
     with atomic_path(args.out) as tmp:
         (tmp / "png").mkdir(parents=True)
-        items = G.figures(gpu)
+        items = G.figures(gpu) + [f for f in [gpu_decode.figure(args.metrics)] if f]
         export.write_png(items, tmp / "png", browser)
         (tmp / "report.md").write_text(render(gpu, args.metrics))
         (tmp / "variants.json").write_text(json.dumps(G.variants(gpu), indent=1) + "\n")

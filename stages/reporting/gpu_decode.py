@@ -50,3 +50,40 @@ def tables(folder: Path) -> list[str]:
                 + ("" if same else f" {libs[name]} |"))
         lines.append("")
     return lines
+
+
+GOALS = {"bf16": 0.65, "int4": 0.45}   # the fractions of the bound a batch-1 decode should reach
+
+
+def figure(folder: Path):
+    """(stem, title, figure) of the decode rows: each row's fraction of its bound as a bar, one
+    panel per host (hosts never share an axis), with the bf16 and int4 goals as lines; None
+    without rows."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    hosts = load(folder)
+    if not hosts:
+        return None
+    sizes = [len(rows) + 2 for rows in hosts.values()]
+    fig = make_subplots(rows=len(hosts), cols=1, row_heights=[s / sum(sizes) for s in sizes],
+                        vertical_spacing=0.12, subplot_titles=[f"host {h}" for h in hosts])
+    colors = {"bf16": "#4c78a8", "int4": "#f58518"}
+    for i, rows in enumerate(hosts.values(), start=1):
+        names = sorted(rows, key=lambda n: rows[n]["bandwidth_fraction"])
+        kind = ["int4" if rows[n]["weights"] == 4 else "bf16" for n in names]
+        fig.add_trace(go.Bar(
+            y=names, x=[rows[n]["bandwidth_fraction"] for n in names], orientation="h",
+            marker_color=[colors[k] for k in kind], showlegend=False,
+            text=[f"{rows[n]['tokens_per_s']:.0f} tok/s, {rows[n]['bandwidth_fraction']:.2f}" for n in names],
+            textposition="outside"), row=i, col=1)
+        for k, goal in GOALS.items():
+            fig.add_vline(x=goal, line_dash="dash", line_color=colors[k], row=i, col=1)
+        fig.update_xaxes(range=[0, 1], title_text="fraction of the bound (decode tok/s ÷ bound tok/s)", row=i, col=1)
+    fig.update_layout(title="Batch-1 decode (gpu_decode) against the HBM bound measured in the same run"
+                            "<br><sup>random weights in published shapes; bars and dashed goals: "
+                            + ", ".join(f"{k} {c} (goal {GOALS[k]:.2f})" for k, c in (("bf16", "blue"), ("int4", "orange")))
+                            + "</sup>",
+                      template="plotly_white", height=160 + 40 * sum(sizes), width=900,
+                      margin=dict(l=200, r=40))
+    return "gpu_decode_fraction", "GPU: batch-1 decode (gpu_decode) as a fraction of the bound, per host", fig
