@@ -35,24 +35,6 @@ PARAMS = ("host", "gpu_decode.rows.${key}", "gpu_decode.group_size", "gpu_decode
           "gpu_decode.profile_tokens") + E.PARAMS
 
 
-def read_gb_s(gb: int = 4, repeats: int = 20) -> float:
-    """Median GB/s of reading `gb` GB once (a bfloat16 sum), CUDA events."""
-    import torch
-
-    x = torch.ones(gb * 500_000_000, dtype=torch.bfloat16, device="cuda")
-    x.sum()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        x.sum()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    del x
-    return gb / statistics.median(times)
-
-
 def same_gpu(folder: Path, gpu: str) -> None:
     """A host name is one GPU model: refuse to file this row beside another GPU's rows."""
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -146,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         ({"gemlite": version("gemlite")} if row["kernel"] == "gemlite" else {})
     same_gpu(args.out.parent, machine["gpu"])
     meter = E.open_meter(p["energy"], "cuda")
-    copy, read_bw = G.copy_gb_s(), read_gb_s()
+    copy, read_bw = G.copy_gb_s(), G.read_gb_s()
     bound = max(copy, read_bw)
     log.info("device-to-device copy %.0f GB/s, read %.0f GB/s", copy, read_bw)
     torch.manual_seed(0)

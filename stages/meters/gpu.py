@@ -7,6 +7,22 @@ from __future__ import annotations
 import statistics
 
 
+def _median_s(fn, repeats: int) -> float:
+    """Median seconds of `fn` on the GPU (CUDA events), after one untimed call."""
+    import torch
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times)
+
+
 def copy_gb_s(mb: int = 4096, repeats: int = 20) -> float:
     """Median GB/s of a device-to-device copy of `mb` MB, counting bytes read plus written
     (as a decode step reads its weights, this is the rate a memory-bound kernel can reach)."""
@@ -14,17 +30,19 @@ def copy_gb_s(mb: int = 4096, repeats: int = 20) -> float:
 
     n = mb * 1_000_000 // 4
     src, dst = torch.ones(n, device="cuda"), torch.empty(n, device="cuda")
-    dst.copy_(src)
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        dst.copy_(src)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
+    seconds = _median_s(lambda: dst.copy_(src), repeats)
     del src, dst
-    return 2 * n * 4 / statistics.median(times) / 1e9
+    return 2 * n * 4 / seconds / 1e9
+
+
+def read_gb_s(gb: int = 4, repeats: int = 20) -> float:
+    """Median GB/s of reading `gb` GB once (a bfloat16 sum)."""
+    import torch
+
+    x = torch.ones(gb * 500_000_000, dtype=torch.bfloat16, device="cuda")
+    seconds = _median_s(x.sum, repeats)
+    del x
+    return gb / seconds
 
 
 def speeds(model, cfg: dict, meter, vocab: int, seed: int = 0) -> dict:
