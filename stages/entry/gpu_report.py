@@ -15,7 +15,12 @@ from stages.reporting.gpu_profile import profile_table
 PARAMS: tuple[str, ...] = ()   # reads no params: only the committed metrics/gpu files
 
 
-def render(gpu: dict, folder: Path | None = None) -> str:
+def figures(gpu: dict, folder: Path) -> list:
+    """(stem, title, figure) of every PNG: the earlier set's, then the gpu_decode rows' if any."""
+    return G.figures(gpu) + [f for f in [gpu_decode.figure(folder)] if f]
+
+
+def render(gpu: dict, folder: Path, figs: list) -> str:
     m = gpu["machine"]
     lines = ["# GPU results", "", f"## The earlier set: measured on {m.get('gpu', 'GPU')} (stages/entry/lm_gpu.py)", "",
              "Hosts (the `host` column; two leases of one GPU model are two hosts, and no figure "
@@ -35,11 +40,10 @@ def render(gpu: dict, folder: Path | None = None) -> str:
         lines += ["", gpu_methods.METHOD_NOTE, ""] + gpu_methods.method_table(gpu)
     if gpu["distill"]:
         lines += ["", gpu_distill.NOTE, ""] + gpu_distill.table(gpu)
-    if folder is not None and (decode := gpu_decode.tables(folder)):
+    if decode := gpu_decode.tables(folder):
         lines += ["", "## Batch-1 decode against the bound (gpu_decode)", "", gpu_decode.NOTE, ""] + decode
     if gpu["failed"]:
         lines += ["", "Rows that could not run:", ""] + [f"- `{n}`: {e}" for n, e in gpu["failed"].items()]
-    figs = G.figures(gpu) + ([f] if folder is not None and (f := gpu_decode.figure(folder)) else [])
     lines += [""] + [f"![{title}](png/{stem}.png)" for stem, title, _ in figs]
     return "\n".join(lines) + "\n"
 
@@ -53,9 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     browser = export.find_browser()
     with atomic_path(args.out) as tmp:
         (tmp / "png").mkdir(parents=True)
-        items = G.figures(gpu) + [f for f in [gpu_decode.figure(args.metrics)] if f]
+        items = figures(gpu, args.metrics)
         export.write_png(items, tmp / "png", browser)
-        (tmp / "report.md").write_text(render(gpu, args.metrics))
+        (tmp / "report.md").write_text(render(gpu, args.metrics, items))
         (tmp / "variants.json").write_text(json.dumps(G.variants(gpu), indent=1) + "\n")
 
 

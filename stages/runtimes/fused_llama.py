@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from stages.core.errors import PipelineError
 from stages.models.llama_shapes import linear_shapes
-from stages.runtimes.int4_linear import INT4, linear, unfit
+from stages.runtimes.int4_linear import check_widths, linear
 
 
 def matrices(cfg) -> dict[str, tuple[int, int]]:
@@ -29,15 +29,26 @@ def matrices(cfg) -> dict[str, tuple[int, int]]:
 
 def check(cfg, weights: int, head: int, group_size: int, kernel: str) -> None:
     """One line, before any weight is built, where a width or an int4 kernel cannot run `cfg`."""
-    if weights not in (16, 4) or head not in (16, 4) or kernel not in INT4:
-        raise PipelineError(f"weights and head are 16 or 4 bits (not {weights} / {head}), "
-                            f"the int4 kernel one of {sorted(INT4)} (not {kernel!r})")
-    for name, (n, k) in matrices(cfg).items():
-        if (head if name == "head" else weights) == 4 and (why := unfit(n, k, group_size, kernel)):
-            raise PipelineError(f"{name}: {why}")
+    check_widths(matrices(cfg), weights, head, group_size, kernel)
 
 
-class FusedLlama:
+class FusedDecoder:
+    """What the GPU stage calls on a fused engine (this file's and fused_opt.py's): `forward(ids,
+    pos)` -> logits, and per layer a dict holding its static KV cache under "k" and "v"."""
+    layers: list[dict]
+
+    def next_token(self, ids, pos):
+        """(last logits [1, vocab], greedy next token [1, 1]) of a step: what is compiled."""
+        logits = self.forward(ids, pos)[:, -1]
+        return logits, logits.argmax(-1, keepdim=True)
+
+    def reset(self) -> None:
+        for L in self.layers:
+            L["k"].zero_()
+            L["v"].zero_()
+
+
+class FusedLlama(FusedDecoder):
     """Batch-1 decoding of a transformers LlamaForCausalLM (no biases): `weights` 16 or 4 for the
     decoder's linears, `head` 16 or 4 for the LM head. Holds its own static KV cache of
     `max_len` positions; `forward(ids [1, T], pos [T])` writes K/V at `pos`, returns logits."""
@@ -108,16 +119,6 @@ class FusedLlama:
             gate, up = L["gate_up"](self.rms(x, L["ln2"])).chunk(2, -1)
             x = x + L["down"](F.silu(gate) * up)
         return self.head(self.rms(x, self.norm))
-
-    def next_token(self, ids, pos):
-        """(last logits [1, vocab], greedy next token [1, 1]) of a step: what is compiled."""
-        logits = self.forward(ids, pos)[:, -1]
-        return logits, logits.argmax(-1, keepdim=True)
-
-    def reset(self) -> None:
-        for L in self.layers:
-            L["k"].zero_()
-            L["v"].zero_()
 
     def bytes_per_token(self) -> int:
         """Bytes a decode step reads: every linear, norm and the LM head (the input embedding

@@ -1,8 +1,8 @@
 """A batch-1 OPT decoder for the memory-bandwidth bound, as stages/runtimes/fused_llama.py is
 for Llama: q/k/v fused into one matrix (their biases into one vector), a static KV cache, the
 same linears (bfloat16 or 4-bit weight-only, the LM head included when asked) and the same
-interface (forward, next_token, reset, bytes_per_token), so stages/entry/gpu_decode.py compiles
-and captures its step the same way.
+interface (fused_llama.FusedDecoder, and bytes_per_token), so stages/entry/gpu_decode.py
+compiles and captures its step the same way.
 
 OPT differs from Llama where this file does: learned positions (offset by 2), LayerNorm with
 biases, ReLU, biases on every projection, the word embedding narrower than the hidden state
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from stages.core.errors import PipelineError
 from stages.models.opt_shapes import linear_shapes
-from stages.runtimes.int4_linear import INT4, DenseLinear, linear, unfit
+from stages.runtimes.fused_llama import FusedDecoder
+from stages.runtimes.int4_linear import DenseLinear, check_widths, linear
 
 
 def matrices(cfg) -> dict[str, tuple[int, int]]:
@@ -27,15 +28,10 @@ def matrices(cfg) -> dict[str, tuple[int, int]]:
 
 def check(cfg, weights: int, head: int, group_size: int, kernel: str) -> None:
     """One line, before any weight is built, where a width or an int4 kernel cannot run `cfg`."""
-    if weights not in (16, 4) or head not in (16, 4) or kernel not in INT4:
-        raise PipelineError(f"weights and head are 16 or 4 bits (not {weights} / {head}), "
-                            f"the int4 kernel one of {sorted(INT4)} (not {kernel!r})")
-    for name, (n, k) in matrices(cfg).items():
-        if (head if name == "head" else weights) == 4 and (why := unfit(n, k, group_size, kernel)):
-            raise PipelineError(f"{name}: {why}")
+    check_widths(matrices(cfg), weights, head, group_size, kernel)
 
 
-class FusedOpt:
+class FusedOpt(FusedDecoder):
     """Batch-1 decoding of a transformers OPTForCausalLM: `weights` 16 or 4 for the decoder's
     projections, `head` 16 or 4 for the LM head (project_in/out stay in the model's dtype).
     `forward(ids [1, T], pos [T])` writes K/V at `pos`, returns logits."""
@@ -98,16 +94,6 @@ class FusedOpt:
             x = x if self.pre else self.norm(x, L["ln2"])
         x = self.norm(x, self.final_norm) if self.final_norm is not None else x
         return self.head(x if self.project_out is None else self.project_out(x))
-
-    def next_token(self, ids, pos):
-        """(last logits [1, vocab], greedy next token [1, 1]) of a step: what is compiled."""
-        logits = self.forward(ids, pos)[:, -1]
-        return logits, logits.argmax(-1, keepdim=True)
-
-    def reset(self) -> None:
-        for L in self.layers:
-            L["k"].zero_()
-            L["v"].zero_()
 
     def bytes_per_token(self) -> int:
         """Bytes a decode step reads: every projection with its bias, the norms, project_in/out

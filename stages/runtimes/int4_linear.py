@@ -33,6 +33,18 @@ def unfit(n: int, k: int, group_size: int, kernel: str, inner_k_tiles: int = 8) 
     return ""
 
 
+def check_widths(matrices: dict[str, tuple[int, int]], weights: int, head: int, group_size: int,
+                 kernel: str) -> None:
+    """One line, before any weight is built, where a width or an int4 kernel cannot run a
+    decoder's `matrices` (name -> (out, in); "head" is the LM head)."""
+    if weights not in (16, 4) or head not in (16, 4) or kernel not in INT4:
+        raise PipelineError(f"weights and head are 16 or 4 bits (not {weights} / {head}), "
+                            f"the int4 kernel one of {sorted(INT4)} (not {kernel!r})")
+    for name, (n, k) in matrices.items():
+        if (head if name == "head" else weights) == 4 and (why := unfit(n, k, group_size, kernel)):
+            raise PipelineError(f"{name}: {why}")
+
+
 def int4_pack(weight, group_size: int, inner_k_tiles: int = 8):
     """(packed weight, scales_and_zeros) of `weight` [out, in] quantized by groups(), in
     tinygemm's layout: it dequantizes (q - 8) * scale + zero, zero = min + 8 * scale (torchao's
