@@ -16,6 +16,7 @@ from stages.runtimes import int4_linear as Q
 class FakeGemLite(torch.nn.Module):
     """GemLiteLinear's packing contract in plain torch (no kernel)."""
     drop_zeros = False   # a broken packing: the group offsets lost
+    noise = 0.0          # rounding in the kernel, as a fraction of each output's RMS
 
     def __init__(self, W_nbits, group_size, in_features, out_features, input_dtype, output_dtype):
         super().__init__()
@@ -33,7 +34,8 @@ class FakeGemLite(torch.nn.Module):
     def forward(self, x):
         q = self.W_q.float().reshape(self.n, -1, self.g)
         w = q * self.scales.t().float()[..., None] + self.zeros.t().float()[..., None]
-        return (x.float() @ w.reshape(self.n, self.k).T).to(x.dtype)
+        y = x.float() @ w.reshape(self.n, self.k).T
+        return (y + self.noise * y.pow(2).mean().sqrt() * torch.randn_like(y)).to(x.dtype)
 
 
 @pytest.fixture
@@ -41,6 +43,7 @@ def gemlite(monkeypatch):
     mod = types.SimpleNamespace(GemLiteLinear=FakeGemLite, DType=types.SimpleNamespace(BF16="bf16"))
     monkeypatch.setitem(sys.modules, "gemlite", mod)
     monkeypatch.setattr(FakeGemLite, "drop_zeros", False)
+    monkeypatch.setattr(FakeGemLite, "noise", 0.0)
     return FakeGemLite
 
 
@@ -59,8 +62,23 @@ def test_the_gemlite_linear_computes_the_dequantized_product(gemlite):
 
 def test_a_wrong_gemlite_product_is_refused_when_built(gemlite):
     gemlite.drop_zeros = True
-    with pytest.raises(PipelineError, match=r"gemlite: a 96x256 int4 product is off by .* \(RMS, relative\)"):
+    with pytest.raises(PipelineError, match=r"gemlite: a 96x256 int4 product is off by .* \(RMS, relative\), "
+                                            r"over a third of int4's own error"):
         Q.linear(torch.randn(96, 256) * 0.05 + 0.3, 4, 64, "gemlite")
+
+
+def test_kernel_rounding_passes_only_well_under_int4s_own_error(gemlite):
+    """Rounding in the kernel (bfloat16 atomic adds) is accepted while it stays under a third of
+    the error the int4 codes make; as large as that error, it is refused."""
+    torch.manual_seed(0)
+    w = torch.randn(512, 1024) * 0.05
+    lin = Q.linear(w, 4, 128, "gemlite")
+    assert lin.error < 0.01 and 0.03 < lin.int4_error < 0.3   # the stand-in computes in float32
+    gemlite.noise = 0.02
+    assert lin.int4_error / 3 > Q.linear(w, 4, 128, "gemlite").error > 0.01
+    gemlite.noise = lin.int4_error
+    with pytest.raises(PipelineError, match="over a third of int4's own error"):
+        Q.linear(w, 4, 128, "gemlite")
 
 
 def test_a_matrix_gemlite_cannot_tile_is_one_line():

@@ -63,6 +63,12 @@ def fused_decoder(fused, model, row: dict, cfg: dict, max_len: int):
 
     dec = fused(model, max_len, weights=row["weights"], head=row["head"],
                 group_size=cfg["group_size"], kernel=row["kernel"])
+    checked = [v for L in dec.layers for v in L.values() if hasattr(v, "error")] + \
+        ([dec.head] if hasattr(dec.head, "error") else [])
+    if checked:   # the kernels checked against the dequantized product when built (GemLite)
+        log.info("int4 kernel error (RMS, relative): at most %.3g; int4's own: %.3g to %.3g",
+                 max(v.error for v in checked), min(v.int4_error for v in checked),
+                 max(v.int4_error for v in checked))
     torch._inductor.config.coordinate_descent_tuning = True   # as gpt-fast compiles its step
     compiled = torch.compile(dec.next_token, mode=cfg["compile_mode"], fullgraph=True)
     p = cfg["prompt_tokens"]
