@@ -44,7 +44,7 @@ def test_the_cpu_default_has_no_gpu_stage_and_the_profile_adds_one_per_row(gpu_p
         assert gpu_stages[f"gpu_decode@{r}"][3] == [f"metrics/gpu/my-gpu/decode/{r}.json"]
     assert profile.targets("gpu") == ["gpu_decode"] and profile.targets("quick") == []
     kinds = {(v["weights"], v["head"], v.get("kernel", "tinygemm")) for v in rows.values()}
-    assert (16, 16, "tinygemm") in kinds and {k for w, h, k in kinds if w == 4} == {"tinygemm", "triton", "gemlite"}
+    assert (16, 16, "tinygemm") in kinds and {k for w, h, k in kinds if w == 4} == {"tinygemm", "triton", "gemlite", "gemlite_cached"}
 
 
 def test_a_gpu_stage_lists_what_it_imports_and_exactly_what_it_reads(gpu_stages):

@@ -40,7 +40,8 @@ class FakeGemLite(torch.nn.Module):
 
 @pytest.fixture
 def gemlite(monkeypatch):
-    mod = types.SimpleNamespace(GemLiteLinear=FakeGemLite, DType=types.SimpleNamespace(BF16="bf16"))
+    mod = types.SimpleNamespace(GemLiteLinear=FakeGemLite, DType=types.SimpleNamespace(BF16="bf16"),
+                                caching=[], set_kernel_caching=lambda on: mod.caching.append(on))
     monkeypatch.setitem(sys.modules, "gemlite", mod)
     monkeypatch.setattr(FakeGemLite, "drop_zeros", False)
     monkeypatch.setattr(FakeGemLite, "noise", 0.0)
@@ -85,3 +86,12 @@ def test_a_matrix_gemlite_cannot_tile_is_one_line():
     assert Q.unfit(96, 256, 64, "gemlite") == ""
     assert "in % 32 == 0" in Q.unfit(96, 240, 48, "gemlite")
     assert "in % group_size" in Q.unfit(96, 200, 64, "gemlite")
+
+
+def test_the_cached_gemlite_linear_turns_gemlites_output_ring_on(gemlite):
+    mod = sys.modules["gemlite"]
+    w = torch.randn(96, 256) * 0.05
+    assert Q.linear(w, 4, 64, "gemlite").error < 0.01 and mod.caching == []
+    lin = Q.linear(w, 4, 64, "gemlite_cached")
+    assert mod.caching == [True] and isinstance(lin, Q.Int4GemLite) and lin.error < 0.01
+    assert Q.unfit(96, 240, 48, "gemlite_cached") == Q.unfit(96, 240, 48, "gemlite") != ""

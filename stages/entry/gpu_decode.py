@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     from importlib.metadata import version
     machine = record(gpu=True) | {"cuda": torch.version.cuda, "driver": G.driver(), "torch": torch.__version__,
                                   "triton": version("triton")} | \
-        ({"gemlite": version("gemlite")} if row["kernel"] == "gemlite" else {})
+        ({"gemlite": version("gemlite")} if row["kernel"].startswith("gemlite") else {})
     same_gpu(args.out.parent, machine["gpu"])
     meter = E.open_meter(p["energy"], "cuda")
     copy, read_bw = G.copy_gb_s(), G.read_gb_s()

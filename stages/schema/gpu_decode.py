@@ -15,7 +15,7 @@ class DecodeRow(Section):
     shape: str                                # a published shape, random weights (speed only)
     weights: Literal[16, 4]                   # decoder linears: bfloat16 | int4
     head: Literal[16, 4]                      # LM head: bfloat16 | int4
-    kernel: Literal["tinygemm", "inductor", "triton", "gemlite"] = "tinygemm"   # int4: torch's kernel | fused dequant | ours | GemLite's
+    kernel: Literal["tinygemm", "inductor", "triton", "gemlite", "gemlite_cached"] = "tinygemm"   # int4: torch's kernel | fused dequant | ours | GemLite's | GemLite's with its output ring cached
 
     @model_validator(mode="after")
     def _known(self):

@@ -79,7 +79,7 @@ class DecodeRow(Record):
     machine: dict                             # CPU, GPU, driver, CUDA, library versions
     gpu: str                                  # e.g. NVIDIA H100 80GB HBM3
     model: str                                # a speed-only shape (random weights)
-    kernel: Literal["tinygemm", "inductor", "triton", "gemlite"]   # int4: torch's | dequantized in the step | int4_gemv.py | GemLite
+    kernel: Literal["tinygemm", "inductor", "triton", "gemlite", "gemlite_cached"]   # int4: torch's | dequantized in the step | int4_gemv.py | GemLite | GemLite, output ring cached
     weights: Literal[16, 4]                   # decoder linears: bfloat16 | int4
     head: Literal[16, 4]                      # LM head
     group_size: int = Field(ge=1)
