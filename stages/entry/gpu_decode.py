@@ -23,7 +23,7 @@ from stages.core.errors import PipelineError, log, run_main
 from stages.meters import energy as E, gpu as G
 from stages.meters.machine import record
 from stages.models import llama_shapes as L, opt_shapes as O
-from stages.runtimes import fused_llama, fused_opt
+from stages.runtimes import fused_llama, fused_opt, int4_linear
 from stages.schema import metrics as M, metrics_gpu as MG
 from stages.schema.common import Energy
 from stages.schema.gpu_decode import GpuDecode
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     from importlib.metadata import version
     machine = record(gpu=True) | {"cuda": torch.version.cuda, "driver": G.driver(), "torch": torch.__version__,
                                   "triton": version("triton")} | \
-        ({"gemlite": version("gemlite")} if row["kernel"].startswith("gemlite") else {})
+        ({"gemlite": version("gemlite")} if int4_linear.gemlite(row["kernel"]) else {})
     same_gpu(args.out.parent, machine["gpu"])
     meter = E.open_meter(p["energy"], "cuda")
     copy, read_bw = G.copy_gb_s(), G.read_gb_s()

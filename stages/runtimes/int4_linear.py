@@ -25,12 +25,17 @@ def unfit(n: int, k: int, group_size: int, kernel: str, inner_k_tiles: int = 8) 
     if kernel == "tinygemm" and (k % (16 * inner_k_tiles) or n % 8):
         return (f"int4: a {n}x{k} matrix needs in % {max(group_size, 16 * inner_k_tiles)} == 0 and "
                 "out % 8 == 0 (torch's int4 kernel)")
-    if kernel.startswith("gemlite") and k % 32:
+    if gemlite(kernel) and k % 32:
         return f"int4 gemlite: a {n}x{k} matrix needs in % 32 == 0"
     if kernel == "triton":
         from stages.runtimes.int4_gemv import untiled
         return untiled(n, k, group_size)
     return ""
+
+
+def gemlite(kernel: str) -> bool:
+    """Whether an int4 kernel name is one of GemLite's (INT4 below)."""
+    return issubclass(INT4.get(kernel, _Linear), Int4GemLite)
 
 
 def check_widths(matrices: dict[str, tuple[int, int]], weights: int, head: int, group_size: int,
